@@ -1,0 +1,649 @@
+"""``LossManager``: registers named losses, runs them weighted, records and logs them.
+
+The manager only orchestrates. Curves live in :mod:`nectarloss.schedules`, buffers in
+:mod:`nectarloss.records`, the file format in :mod:`nectarloss.log` and rendering in
+:mod:`nectarloss.console`.
+
+The per-step path (:meth:`LossManager.compute_loss` and friends) launches device work
+only: the raw mean is copied into the loss's device buffer, weights are host floats,
+and nothing is read back until a flush or a query.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nectarloss.console import format_values, print_line
+from nectarloss.log import LOG_FILENAME, LossLogWriter, export_nectargan, header_line
+from nectarloss.modifiers.base import LossContext, Modifier
+from nectarloss.records import LMHistory, LMLoss, check_weight
+from nectarloss.schedules import Schedule
+
+__all__ = ["LogWriteError", "LossManager", "UnknownLossError", "tensors_to_host"]
+
+SpecFn = Callable[..., Mapping[str, LMLoss]]
+
+
+class LogWriteError(OSError):
+    """A flush could not write the log. The buffered values are kept for the next flush."""
+
+
+class UnknownLossError(KeyError):
+    """No loss registered under the requested name (a ``KeyError`` with a readable message)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def tensors_to_host(tensors: Sequence[Tensor]) -> list[list[float]]:
+    """Copy 1-D float tensors to host lists with one transfer per device.
+
+    Tensors on the same device are concatenated there first, so ``n`` buffers on one
+    GPU cost a single device-to-host copy.
+    """
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    out: list[list[float]] = [[] for _ in tensors]
+    for indices in by_device.values():
+        parts = [tensors[i].reshape(-1) for i in indices]
+        flat: list[float] = torch.cat(parts).tolist()
+        offset = 0
+        for i, part in zip(indices, parts, strict=True):
+            out[i] = flat[offset : offset + part.numel()]
+            offset += part.numel()
+    return out
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"LossManager: `loss_name` expected a str, got {type(name).__name__}.")
+    if not name or name.strip() != name:
+        raise ValueError(
+            f"LossManager: `loss_name` expected a non-empty name without surrounding spaces, "
+            f"got {name!r}."
+        )
+    bad = [c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")]
+    if bad:
+        raise ValueError(
+            f"LossManager: `loss_name` expected no path separators or control characters, "
+            f"got {name!r}."
+        )
+    return name
+
+
+def _check_tags(owner: str, tags: object) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    if not isinstance(tags, Iterable):
+        raise TypeError(f"{owner}: `tags` expected a list of str, got {type(tags).__name__}.")
+    out = list(tags)
+    for tag in out:
+        if not isinstance(tag, str):
+            raise TypeError(f"{owner}: `tags` expected a list of str, got item {tag!r}.")
+    return out
+
+
+class LossManager:
+    """Registers named losses and runs them weighted, recording every value sync-free.
+
+    Args:
+        experiment_dir: Directory for ``loss_log.jsonl``. Required when logging is on.
+        device: Optional device the registered loss modules and modifiers are moved to.
+            Buffers always live on the device of the loss values themselves.
+        enable_logging: Keep a history and write it to the log. When ``False`` only the
+            latest value of each loss is kept and no file is written.
+        history_buffer_size: Values each loss buffers before it is flushed automatically.
+        fsync: ``os.fsync`` the log after each flush.
+
+    Example:
+        >>> lm = LossManager(enable_logging=False)
+        >>> _ = lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=100.0, tags=["G"])
+        >>> x, y = torch.zeros(2, 3), torch.ones(2, 3)
+        >>> lm.compute_loss_xy("G_L1", x, y, epoch=0)
+        tensor(100.)
+        >>> lm.get_loss_values(query=["G"])
+        {'G_L1': 100.0}
+    """
+
+    def __init__(
+        self,
+        experiment_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = None,
+        enable_logging: bool = True,
+        history_buffer_size: int = 50_000,
+        fsync: bool = False,
+    ) -> None:
+        if isinstance(history_buffer_size, bool) or not isinstance(history_buffer_size, int):
+            raise TypeError(
+                "LossManager: `history_buffer_size` expected an int, got "
+                f"{type(history_buffer_size).__name__}."
+            )
+        if history_buffer_size < 1:
+            raise ValueError(
+                "LossManager: `history_buffer_size` expected an int >= 1, "
+                f"got {history_buffer_size}."
+            )
+        self.device = torch.device(device) if device is not None else None
+        self.enable_logging = bool(enable_logging)
+        self.history_buffer_size = history_buffer_size if self.enable_logging else 1
+        self.experiment_dir: Path | None = None
+        self._writer: LossLogWriter | None = None
+        if self.enable_logging:
+            if experiment_dir is None:
+                raise ValueError(
+                    "LossManager: `experiment_dir` expected a directory path when "
+                    "enable_logging=True, got None (pass enable_logging=False to keep no log)."
+                )
+            self.experiment_dir = Path(experiment_dir)
+            if self.experiment_dir.exists() and not self.experiment_dir.is_dir():
+                raise NotADirectoryError(
+                    f"LossManager: `experiment_dir` expected a directory, got the file "
+                    f"{str(self.experiment_dir)!r}."
+                )
+            self.experiment_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = LossLogWriter(self.experiment_dir / LOG_FILENAME, fsync=fsync)
+        self._losses: dict[str, LMLoss] = {}
+        self._logged_names: set[str] = set()
+        self._epoch = 0
+
+    # ------------------------------------------------------------------ registration
+    @property
+    def log_path(self) -> Path | None:
+        """Path of the JSON Lines log, or ``None`` when logging is off."""
+        return None if self._writer is None else self._writer.path
+
+    def register_loss_fn(
+        self,
+        loss_name: str,
+        loss_fn: Callable[..., Any],
+        loss_weight: float = 1.0,
+        schedule: Schedule | None = None,
+        tags: Sequence[str] | None = None,
+        modifiers: Sequence[Modifier] | None = None,
+    ) -> LMLoss:
+        """Register a loss under a unique name.
+
+        Args:
+            loss_name: Unique name (``"G_L1"``); no path separators or control characters.
+            loss_fn: A loss module or callable returning a Tensor.
+            loss_weight: Constant weight (used when ``schedule`` is ``None``).
+            schedule: Optional weight schedule; it then defines the weight.
+            tags: Lookup tags for queries.
+            modifiers: Per-sample modifiers, applied in order. The loss must then
+                return a per-element loss (construct it with ``reduction='none'``).
+
+        Returns:
+            The registered :class:`LMLoss`.
+
+        Raises:
+            ValueError: Duplicate name, bad name, or a negative / non-finite weight.
+            TypeError: ``loss_fn`` not callable, or a wrong type for another argument.
+        """
+        entry = LMLoss(
+            name=_check_name(loss_name),
+            function=loss_fn,
+            loss_weight=loss_weight,
+            schedule=schedule,
+            tags=_check_tags(str(loss_name), tags),
+            modifiers=list(modifiers) if modifiers is not None else [],
+        )
+        self._register(entry)
+        return entry
+
+    def _validated(self, entry: LMLoss) -> LMLoss:
+        name = _check_name(entry.name)
+        if name in self._losses:
+            raise ValueError(f"LossManager: a loss named {name!r} is already registered.")
+        if not callable(entry.function):
+            raise TypeError(
+                f"{name}: `loss_fn` expected a callable (an nn.Module), "
+                f"got {type(entry.function).__name__}."
+            )
+        entry.loss_weight = check_weight(name, entry.loss_weight)
+        if entry.schedule is not None and not isinstance(entry.schedule, Schedule):
+            raise TypeError(
+                f"{name}: `schedule` expected a Schedule or None, "
+                f"got {type(entry.schedule).__name__}."
+            )
+        entry.tags = _check_tags(name, entry.tags)
+        for m in entry.modifiers:
+            if not isinstance(m, Modifier):
+                raise TypeError(
+                    f"{name}: `modifiers` expected nectarloss modifiers, got {type(m).__name__}."
+                )
+        return entry
+
+    def _register(self, entry: LMLoss) -> None:
+        self._validated(entry)
+        if self.device is not None:
+            if isinstance(entry.function, nn.Module):
+                entry.function.to(self.device)
+            for m in entry.modifiers:
+                m.to(self.device)
+        entry.history = LMHistory(self.history_buffer_size, device=self.device)
+        self._losses[entry.name] = entry
+
+    def init_from_spec(self, spec: SpecFn, *args: Any, **kwargs: Any) -> dict[str, LMLoss]:
+        """Register every loss a spec function returns (``spec(*args, **kwargs)``).
+
+        A spec is a callable returning ``dict[str, LMLoss]``. All entries are checked
+        before any is registered, so a bad spec registers nothing.
+
+        Returns:
+            The registered losses by name.
+        """
+        if not callable(spec):
+            raise TypeError(
+                f"LossManager: `spec` expected a callable returning dict[str, LMLoss], "
+                f"got {type(spec).__name__}."
+            )
+        result = spec(*args, **kwargs)
+        owner = getattr(spec, "__name__", "spec")
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"LossManager: spec {owner!r} expected to return dict[str, LMLoss], "
+                f"got {type(result).__name__}."
+            )
+        entries: list[LMLoss] = []
+        for key, entry in result.items():
+            if not isinstance(entry, LMLoss):
+                raise TypeError(
+                    f"LossManager: spec {owner!r} entry {key!r} expected an LMLoss, "
+                    f"got {type(entry).__name__}."
+                )
+            if entry.name != key:
+                raise ValueError(
+                    f"LossManager: spec {owner!r} entry {key!r} expected an LMLoss named "
+                    f"{key!r}, got {entry.name!r}."
+                )
+            entries.append(entry)
+        for entry in entries:
+            self._validated(entry)
+        for entry in entries:
+            self._register(entry)
+        return {e.name: e for e in entries}
+
+    # ------------------------------------------------------------------ per-step path
+    def _entry(self, loss_name: str) -> LMLoss:
+        entry = self._losses.get(loss_name)
+        if entry is None:
+            known = ", ".join(repr(n) for n in self._losses) or "none"
+            raise UnknownLossError(
+                f"LossManager: no loss named {loss_name!r}; registered: {known}."
+            )
+        return entry
+
+    def compute_loss(
+        self,
+        loss_name: str,
+        *inputs: Any,
+        epoch: int | None = None,
+        timesteps: Tensor | None = None,
+        **context: Any,
+    ) -> Tensor:
+        """Run a registered loss on any number of inputs and return it weighted.
+
+        Args:
+            loss_name: The registered name.
+            *inputs: The loss inputs (prediction first, then target, or e.g. anchor,
+                positive, negative for a triplet loss).
+            epoch: Current epoch for epoch-driven schedules. When omitted the latest
+                epoch passed to any call is used (0 at first).
+            timesteps: Diffusion timesteps ``[B]`` for modifiers that need them.
+            **context: Anything else the loss's modifiers read (e.g. ``mask``).
+
+        Returns:
+            The weighted loss; the autograd graph is intact.
+
+        Raises:
+            KeyError: Unknown ``loss_name`` (the message lists the registered names).
+            TypeError: The loss returned something other than a Tensor, or context
+                keywords were given to a loss without modifiers.
+            ValueError: The loss function rejected the inputs (its message is kept).
+        """
+        entry = self._losses.get(loss_name) or self._entry(loss_name)
+        return self._run(entry, inputs, epoch, timesteps, context)
+
+    def _run(
+        self,
+        entry: LMLoss,
+        inputs: tuple[Any, ...],
+        epoch: int | None,
+        timesteps: Tensor | None,
+        context: dict[str, Any],
+    ) -> Tensor:
+        """The per-step path: compute, modify, weight, record. Never syncs."""
+        if epoch is not None:
+            self._epoch = epoch
+        step = entry.num_steps
+        weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)
+        try:
+            out = entry.function(*inputs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise self._call_error(entry.name, inputs, exc) from exc
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"{entry.name}: the loss function expected to return a Tensor, "
+                f"got {type(out).__name__}."
+            )
+        if entry.modifiers:
+            modified = self._apply_modifiers(entry, out, inputs, timesteps, context)
+            weighted = modified * weight
+            raw = modified.detach()
+            loss_map = out.detach()
+        else:
+            if timesteps is not None or context:
+                extra = sorted(context) + (["timesteps"] if timesteps is not None else [])
+                raise TypeError(
+                    f"{entry.name}: unexpected keyword(s) {extra} for a loss without modifiers."
+                )
+            weighted = out * weight
+            loss_map = out.detach()
+            raw = loss_map if out.ndim == 0 else loss_map.mean()
+        history = entry.history
+        if history.count >= history.capacity:
+            if self._writer is not None:
+                self._flush([entry])
+            else:
+                history.clear()
+        history.record(raw, weight, step)
+        entry.last_value = raw
+        entry.last_loss_map = loss_map
+        if weight != entry.last_weight:
+            entry.last_weight = weight
+            if entry.schedule is not None:
+                entry.schedule.current_value = weight
+        entry.num_steps = step + 1
+        return weighted
+
+    @staticmethod
+    def _call_error(name: str, inputs: tuple[Any, ...], exc: Exception) -> ValueError:
+        shapes = ", ".join(
+            str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
+        )
+        return ValueError(f"{name}: the loss function failed on inputs of shape {shapes}: {exc}")
+
+    def _apply_modifiers(
+        self,
+        entry: LMLoss,
+        out: Tensor,
+        inputs: tuple[Any, ...],
+        timesteps: Tensor | None,
+        context: dict[str, Any],
+    ) -> Tensor:
+        if out.dim() == 0:
+            raise ValueError(
+                f"{entry.name}: modifiers need a per-sample loss, but the loss function "
+                "returned a scalar; construct it with reduction='none'."
+            )
+        per_sample = out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out
+        ctx = LossContext(
+            loss_name=entry.name,
+            inputs=tuple(x for x in inputs if isinstance(x, Tensor)),
+            timesteps=timesteps,
+            extra=context,
+        )
+        for modifier in entry.modifiers:
+            modified = modifier(per_sample, ctx)
+            if not isinstance(modified, Tensor) or modified.shape != per_sample.shape:
+                got = tuple(modified.shape) if isinstance(modified, Tensor) else type(modified)
+                raise ValueError(
+                    f"{entry.name}: modifier {type(modifier).__name__} expected to return "
+                    f"shape {tuple(per_sample.shape)}, got {got}."
+                )
+            per_sample = modified
+        return per_sample.mean()
+
+    def compute_loss_xy(
+        self, loss_name: str, x: Tensor, y: Tensor, epoch: int | None = None, **context: Any
+    ) -> Tensor:
+        """Run a two-input loss: ``x`` is the prediction (``y_fake``), ``y`` the target."""
+        entry = self._losses.get(loss_name) or self._entry(loss_name)
+        timesteps = context.pop("timesteps", None) if context else None
+        return self._run(entry, (x, y), epoch, timesteps, context)
+
+    def compute_loss_xyz(
+        self,
+        loss_name: str,
+        x: Tensor,
+        y: Tensor,
+        z: Tensor,
+        epoch: int | None = None,
+        **context: Any,
+    ) -> Tensor:
+        """Run a three-input loss (triplet, margin ranking, cosine embedding)."""
+        entry = self._losses.get(loss_name) or self._entry(loss_name)
+        timesteps = context.pop("timesteps", None) if context else None
+        return self._run(entry, (x, y, z), epoch, timesteps, context)
+
+    # ------------------------------------------------------------------ queries
+    def _select(self, query: Sequence[str] | str | None) -> list[LMLoss]:
+        if query is None:
+            return list(self._losses.values())
+        items = [query] if isinstance(query, str) else list(query)
+        for item in items:
+            if not isinstance(item, str):
+                raise TypeError(
+                    f"LossManager: `query` expected a list of names or tags, got item {item!r}."
+                )
+            if not any(e.has_tag([item]) for e in self._losses.values()):
+                tags = sorted({t for e in self._losses.values() for t in e.tags})
+                raise ValueError(
+                    f"LossManager: `query` item {item!r} matches no loss name or tag; "
+                    f"names: {list(self._losses)}, tags: {tags}."
+                )
+        return [e for e in self._losses.values() if e.has_tag(items)]
+
+    def get_registered_losses(
+        self, query: Sequence[str] | str | None = None, strip: bool = True
+    ) -> dict[str, LMLoss]:
+        """Registered losses by name, filtered by names or tags.
+
+        Args:
+            query: Names or tags; a loss matches if its name or any tag is listed.
+            strip: Return copies with an empty history (cheap to pass around). The
+                manager's own histories are never cleared by this call.
+        """
+        return {e.name: (e.stripped() if strip else e) for e in self._select(query)}
+
+    def get_loss_values(
+        self,
+        query: Sequence[str] | str | None = None,
+        precision: int = 2,
+        weighted: bool = True,
+    ) -> dict[str, float]:
+        """Latest value of each matching loss, rounded to ``precision`` digits.
+
+        Weighted by default (raw mean times the weight applied), as NectarGAN reports;
+        ``weighted=False`` gives the raw (post-modifier) mean. One device-to-host copy
+        per device. A loss not computed yet reads ``nan``.
+        """
+        entries = self._select(query)
+        done = [e for e in entries if e.last_value is not None]
+        host = tensors_to_host([e.last_value for e in done if e.last_value is not None])
+        values = {e.name: h[0] for e, h in zip(done, host, strict=True)}
+        out: dict[str, float] = {}
+        for e in entries:
+            value = values.get(e.name, float("nan"))
+            if weighted and e.last_weight is not None:
+                value *= e.last_weight
+            out[e.name] = round(value, precision)
+        return out
+
+    def get_loss_tensors(self, query: Sequence[str] | str | None = None) -> dict[str, Tensor]:
+        """Detached output of the latest call of each matching loss (unweighted)."""
+        return {e.name: e.last_loss_map for e in self._select(query) if e.last_loss_map is not None}
+
+    def get_loss_weights(
+        self, query: Sequence[str] | str | None = None, precision: int = 2
+    ) -> dict[str, float]:
+        """Weight of each matching loss, rounded to ``precision`` digits.
+
+        This is the weight applied at the loss's latest call, or the one its first
+        call will get.
+        """
+        return {e.name: round(e.current_weight, precision) for e in self._select(query)}
+
+    # ------------------------------------------------------------------ log
+    def _flush(self, entries: Sequence[LMLoss]) -> int:
+        pending = [e for e in entries if e.history.count > 0]
+        writer = self._writer
+        if not pending or writer is None:
+            return 0
+        host = tensors_to_host([e.history.values_tensor() for e in pending])
+        lines: list[dict[str, Any]] = []
+        new = [e for e in self._losses.values() if e.name not in self._logged_names]
+        if new:
+            described = {e.name: self._describe(e) for e in new}
+            if writer.has_header:
+                lines.append({"kind": "register", "losses": described})
+            else:
+                lines.append(header_line(described))
+        for e, values in zip(pending, host, strict=True):
+            lines.append(
+                {
+                    "kind": "chunk",
+                    "loss": e.name,
+                    "steps": list(e.history.steps),
+                    "values": values,
+                    "weights": e.history.weights,
+                }
+            )
+        try:
+            writer.append(lines)
+        except OSError as exc:
+            raise LogWriteError(
+                f"LossManager: could not write {writer.path} ({exc}); the buffered values "
+                "are kept and will be written by the next flush."
+            ) from exc
+        self._logged_names.update(e.name for e in new)
+        count = 0
+        for e in pending:
+            count += e.history.count
+            e.history.clear()
+        return count
+
+    @staticmethod
+    def _describe(entry: LMLoss) -> dict[str, Any]:
+        schedule = entry.schedule
+        return {
+            "tags": list(entry.tags),
+            "weight": entry.loss_weight,
+            "schedule": None if schedule is None or schedule.is_custom else schedule.to_dict(),
+            "modifiers": [type(m).__name__ for m in entry.modifiers],
+        }
+
+    def update_loss_log(self, silent: bool = True, capture: bool = False) -> str | None:
+        """Flush every loss's buffered values to the log (one device-to-host copy).
+
+        Args:
+            silent: Print nothing. When ``False`` a one-line report is printed...
+            capture: ...or returned instead of printed.
+
+        Returns:
+            The report when ``silent=False`` and ``capture=True``, else ``None``.
+
+        Raises:
+            LogWriteError: The write failed; nothing buffered is lost.
+        """
+        start = time.perf_counter()
+        count = self._flush(list(self._losses.values())) if self.enable_logging else 0
+        if silent:
+            return None
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        message = (
+            f"Loss log updated: {count} values of {len(self._losses)} losses in {elapsed_ms:.2f} ms"
+        )
+        if capture:
+            return message
+        print_line(message)
+        return None
+
+    def export_base_log(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Flush, then write the whole log in NectarGAN's ``loss_log.json`` layout.
+
+        Args:
+            path: Output file; defaults to ``<experiment_dir>/loss_log.json``.
+
+        Returns:
+            The path written.
+        """
+        if self._writer is None or self.experiment_dir is None:
+            raise RuntimeError(
+                "LossManager: export_base_log needs enable_logging=True and an experiment_dir."
+            )
+        self._flush(list(self._losses.values()))
+        if not self._writer.path.exists():
+            self._writer.append(
+                [header_line({e.name: self._describe(e) for e in self._losses.values()})]
+            )
+            self._logged_names.update(self._losses)
+        out = Path(path) if path is not None else self.experiment_dir / "loss_log.json"
+        return export_nectargan(self._writer.path, out)
+
+    # ------------------------------------------------------------------ printing
+    def print_weights(
+        self,
+        query: Sequence[str] | str | None = None,
+        precision: int = 2,
+        capture: bool = False,
+    ) -> str | None:
+        """Print (or return with ``capture=True``) ``"Loss weights: name: w ..."``."""
+        text = format_values("Loss weights", self.get_loss_weights(query, precision), precision)
+        if capture:
+            return text
+        print_line(text)
+        return None
+
+    def print_losses(
+        self,
+        epoch: int | None = None,
+        iteration: int | None = None,
+        query: Sequence[str] | str | None = None,
+        precision: int = 2,
+        capture: bool = False,
+    ) -> str | None:
+        """Print (or return) ``"(epoch: e, iters: i) Losses: name: v ..."`` (weighted)."""
+        prefix = ""
+        if epoch is not None:
+            prefix = f"(epoch: {epoch}" + (
+                f", iters: {iteration}) " if iteration is not None else ") "
+            )
+        text = prefix + format_values("Losses", self.get_loss_values(query, precision), precision)
+        if capture:
+            return text
+        print_line(text)
+        return None
+
+    # ------------------------------------------------------------------ misc
+    def to(self, device: str | torch.device) -> LossManager:
+        """Move loss modules, modifiers and buffers (with unflushed values) to ``device``."""
+        self.device = torch.device(device)
+        for e in self._losses.values():
+            if isinstance(e.function, nn.Module):
+                e.function.to(self.device)
+            for m in e.modifiers:
+                m.to(self.device)
+            e.history.to(self.device)
+        return self
+
+    def __contains__(self, loss_name: object) -> bool:
+        return loss_name in self._losses
+
+    def __len__(self) -> int:
+        return len(self._losses)
+
+    def __repr__(self) -> str:
+        log = str(self.log_path) if self.log_path else None
+        return f"LossManager(losses={list(self._losses)}, log={log!r})"

@@ -1,0 +1,91 @@
+"""The per-sample modifier protocol shared by every modifier.
+
+A modifier receives the per-sample loss (shape ``[B]``) and a :class:`LossContext`
+holding everything the caller passed to ``LossManager.compute_loss``, and returns the
+modified per-sample loss (shape ``[B]``). It runs on the loss's device and never
+synchronises with the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = ["LossContext", "Modifier"]
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a modifier may look at besides the per-sample loss.
+
+    Args:
+        loss_name: The registered name of the loss being computed (used in messages).
+        inputs: The loss inputs in call order. By convention ``inputs[0]`` is the
+            prediction and ``inputs[1]`` the target.
+        timesteps: Diffusion timesteps, shape ``[B]`` (integer or float), or ``None``.
+        extra: Any other keyword passed to ``compute_loss(..., **context)``, e.g. ``mask``.
+    """
+
+    loss_name: str
+    inputs: tuple[Tensor, ...]
+    timesteps: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prediction(self) -> Tensor:
+        """The first loss input (the model's prediction)."""
+        return self.inputs[0]
+
+    @property
+    def target(self) -> Tensor:
+        """The second loss input (the target)."""
+        if len(self.inputs) < 2:
+            raise ValueError(
+                f"{self.loss_name}: a modifier expected a target as the second input, "
+                f"got {len(self.inputs)} input(s)."
+            )
+        return self.inputs[1]
+
+    def require_timesteps(self, owner: str) -> Tensor:
+        """Return ``timesteps`` or raise a clear error naming ``owner`` and the loss."""
+        if self.timesteps is None:
+            raise ValueError(
+                f"{self.loss_name}: modifier {owner} expected `timesteps` "
+                f"(call compute_loss(..., timesteps=t)), got None."
+            )
+        if not isinstance(self.timesteps, Tensor):
+            raise TypeError(
+                f"{self.loss_name}: modifier {owner} expected `timesteps` to be a Tensor, "
+                f"got {type(self.timesteps).__name__}."
+            )
+        return self.timesteps
+
+
+class Modifier(nn.Module):
+    """Base class of per-sample loss modifiers.
+
+    Subclasses implement :meth:`forward`. State (running means, SNR tables) is kept in
+    registered buffers so it follows ``.to(device)`` and lands in ``state_dict``.
+    """
+
+    #: Whether the modifier needs ``timesteps`` in its context.
+    requires_timesteps: bool = False
+
+    def forward(self, loss: Tensor, context: LossContext) -> Tensor:
+        """Return the modified per-sample loss.
+
+        Args:
+            loss: Per-sample loss, shape ``[B]``.
+            context: The call's inputs, timesteps and extra keywords.
+
+        Returns:
+            The modified per-sample loss, shape ``[B]``.
+        """
+        raise NotImplementedError
+
+    def __call__(self, loss: Tensor, context: LossContext) -> Tensor:
+        """Run :meth:`forward` through ``nn.Module.__call__`` (hooks included)."""
+        out: Tensor = super().__call__(loss, context)
+        return out

@@ -1,0 +1,199 @@
+"""Loss-weight schedules: a pydantic model with NectarGAN's fields and built-in curves.
+
+Every built-in curve is a pure function of the schedule and a time ``t`` (an epoch or a
+step, chosen by :attr:`Schedule.unit`). The interpolating curves share one helper,
+:func:`progress`, so they all agree on where the window starts and ends:
+
+* ``t <= start_epoch`` gives ``initial_value`` (``warmup`` gives 0 before ``start_epoch``),
+* ``t >= end_epoch`` gives ``target_value``,
+* in between the curve moves from one to the other.
+
+So with ``start_epoch=100, end_epoch=200`` epoch 100 is the last epoch at
+``initial_value`` and epoch 200 the first at ``target_value``.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["CURVES", "Schedule", "ScheduleFn", "progress"]
+
+#: A custom schedule: ``fn(schedule, t) -> weight``, as in NectarGAN.
+ScheduleFn = Callable[["Schedule", int], float]
+
+
+def progress(schedule: Schedule, t: float) -> float:
+    """Fraction of the way from ``start_epoch`` to ``end_epoch`` at time ``t``, in [0, 1]."""
+    if t >= schedule.end_epoch:
+        return 1.0
+    if t <= schedule.start_epoch:
+        return 0.0
+    return (t - schedule.start_epoch) / (schedule.end_epoch - schedule.start_epoch)
+
+
+def _constant(s: Schedule, t: float) -> float:
+    return float(s.initial_value)
+
+
+def _linear(s: Schedule, t: float) -> float:
+    p = progress(s, t)
+    return s.initial_value + (s.target_value - s.initial_value) * p
+
+
+def _exponential(s: Schedule, t: float) -> float:
+    p = progress(s, t)
+    return float(s.initial_value * (s.target_value / s.initial_value) ** p)
+
+
+def _cosine(s: Schedule, t: float) -> float:
+    p = progress(s, t)
+    return s.target_value + (s.initial_value - s.target_value) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def _step(s: Schedule, t: float) -> float:
+    return s.initial_value * s.factor ** bisect_right(s.milestones, t)
+
+
+def _warmup(s: Schedule, t: float) -> float:
+    if t < s.start_epoch:
+        return 0.0
+    return _linear(s, t)
+
+
+#: Built-in curves by name.
+CURVES: dict[str, Callable[[Schedule, float], float]] = {
+    "constant": _constant,
+    "linear": _linear,
+    "exponential": _exponential,
+    "cosine": _cosine,
+    "step": _step,
+    "warmup": _warmup,
+}
+
+_WINDOWED = frozenset({"linear", "exponential", "cosine", "warmup"})
+
+
+class Schedule(BaseModel):
+    """A weight schedule for one loss (NectarGAN-compatible fields).
+
+    Args:
+        schedule: A built-in curve name (``constant``, ``linear``, ``exponential``,
+            ``cosine``, ``step``, ``warmup``) or a callable ``fn(schedule, t) -> float``.
+        start_epoch: Last time at ``initial_value``; the curve starts moving after it.
+        end_epoch: First time at ``target_value``; the value holds from then on.
+        initial_value: Weight up to and including ``start_epoch``.
+        target_value: Weight from ``end_epoch`` on.
+        current_value: The weight applied at the latest call (set by the manager).
+        unit: Whether ``t`` is the epoch passed to ``compute_loss`` or the loss's own
+            step counter (number of calls so far, starting at 0).
+        milestones: For ``step``: times at which the weight is multiplied by ``factor``.
+        factor: For ``step``: the multiplier applied at each milestone reached.
+
+    Curves:
+        * ``constant``: ``initial_value`` always.
+        * ``linear``: straight line from ``initial_value`` to ``target_value``.
+        * ``exponential``: geometric interpolation (both values must be > 0).
+        * ``cosine``: half-cosine from ``initial_value`` to ``target_value``.
+        * ``step``: ``initial_value * factor ** (number of milestones <= t)``.
+        * ``warmup``: 0 before ``start_epoch``, then as ``linear`` (the loss is off
+          until its ramp begins, then ramps and holds).
+
+    Example:
+        >>> s = Schedule(schedule="linear", start_epoch=100, end_epoch=200,
+        ...              initial_value=100.0, target_value=0.0)
+        >>> [s.value(e) for e in (0, 100, 150, 200, 300)]
+        [100.0, 100.0, 50.0, 0.0, 0.0]
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    schedule: str | ScheduleFn = "linear"
+    start_epoch: int = Field(default=0, ge=0)
+    end_epoch: int = Field(default=10_000_000, ge=0)
+    initial_value: float = 1.0
+    target_value: float = 1.0
+    current_value: float | None = None
+    unit: Literal["epoch", "step"] = "epoch"
+    milestones: tuple[int, ...] = ()
+    factor: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | ScheduleFn) -> str | ScheduleFn:
+        if isinstance(value, str):
+            if value not in CURVES:
+                raise ValueError(f"expected one of {sorted(CURVES)} or a callable, got {value!r}")
+        elif not callable(value):
+            raise ValueError(f"expected a curve name or a callable, got {type(value).__name__}")
+        return value
+
+    @field_validator("initial_value", "target_value")
+    @classmethod
+    def _check_weight(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0.0:
+            raise ValueError(f"expected a finite weight >= 0, got {value}")
+        return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _check_milestones(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if list(value) != sorted(value) or any(m < 0 for m in value):
+            raise ValueError(f"expected non-negative increasing times, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_window(self) -> Schedule:
+        name = self.schedule if isinstance(self.schedule, str) else None
+        if name in _WINDOWED and self.end_epoch <= self.start_epoch:
+            raise ValueError(
+                f"end_epoch expected an int > start_epoch ({self.start_epoch}) for a "
+                f"{name!r} schedule, got {self.end_epoch}"
+            )
+        if name == "exponential" and (self.initial_value <= 0.0 or self.target_value <= 0.0):
+            raise ValueError(
+                "an 'exponential' schedule expected initial_value and target_value > 0, got "
+                f"{self.initial_value} and {self.target_value}"
+            )
+        if self.current_value is None:
+            self.current_value = self.value(0) if name is not None else self.initial_value
+        return self
+
+    @field_serializer("schedule")
+    def _serialize_schedule(self, value: str | ScheduleFn) -> str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(
+            f"Schedule: a custom callable ({getattr(value, '__qualname__', value)!r}) cannot be "
+            "serialised; use a built-in curve name to save or export this schedule."
+        )
+
+    @property
+    def is_custom(self) -> bool:
+        """Whether the curve is a user callable rather than a built-in name."""
+        return not isinstance(self.schedule, str)
+
+    def value(self, t: float) -> float:
+        """Return the weight at time ``t`` (an epoch or a step, per :attr:`unit`).
+
+        Pure: it does not change :attr:`current_value`.
+        """
+        curve = self.schedule
+        if isinstance(curve, str):
+            return CURVES[curve](self, t)
+        return float(curve(self, int(t)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible fields (raises for a custom callable curve)."""
+        return self.model_dump(mode="json")
