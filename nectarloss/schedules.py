@@ -129,9 +129,9 @@ class Schedule(BaseModel):
     milestones: tuple[int, ...] = ()
     factor: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
 
-    @field_validator("schedule")
+    @field_validator("schedule", mode="before")
     @classmethod
-    def _check_schedule(cls, value: str | ScheduleFn) -> str | ScheduleFn:
+    def _check_schedule(cls, value: object) -> object:
         if isinstance(value, str):
             if value not in CURVES:
                 raise ValueError(f"expected one of {sorted(CURVES)} or a callable, got {value!r}")

@@ -1,0 +1,71 @@
+import pytest
+import torch
+from torch import nn
+
+from nectarloss import LMHistory, LMLoss, Schedule
+
+
+def test_history_records_values_weights_and_steps() -> None:
+    h = LMHistory(capacity=300)
+    for i in range(300):  # more than one stage, so the batched commit is exercised
+        h.record(torch.tensor(float(i)), weight=1.0 if i < 150 else 2.0, step=10 + i)
+    assert h.is_full
+    assert h.losses == [float(i) for i in range(300)]
+    assert h.weights == [1.0] * 150 + [2.0] * 150
+    assert list(h.steps) == list(range(10, 310))
+    assert h.weighted_losses[-1] == 598.0
+
+
+def test_history_is_preallocated_float32_on_value_device() -> None:
+    h = LMHistory(capacity=16)
+    h.record(torch.tensor(1.5, dtype=torch.float64), 1.0, 0)
+    t = h.values_tensor()
+    assert t.dtype == torch.float32 and t.device.type == "cpu"
+    assert h.nbytes == 16 * 4
+
+
+def test_history_full_raises_and_clear_continues_steps() -> None:
+    h = LMHistory(capacity=2)
+    h.record(torch.tensor(1.0), 1.0, 0)
+    h.record(torch.tensor(2.0), 1.0, 1)
+    with pytest.raises(RuntimeError, match="buffer full"):
+        h.record(torch.tensor(3.0), 1.0, 2)
+    h.clear()
+    assert len(h) == 0 and h.losses == [] and h.weights == []
+    h.record(torch.tensor(3.0), 1.0, 2)
+    assert list(h.steps) == [2]
+
+
+def test_history_to_keeps_unflushed_values() -> None:
+    h = LMHistory(capacity=400)
+    for i in range(200):
+        h.record(torch.tensor(float(i)), 1.0, i)
+    h.to("cpu")
+    assert h.losses == [float(i) for i in range(200)]
+
+
+@pytest.mark.parametrize("capacity", [-1, 1.5, True])
+def test_history_rejects_bad_capacity(capacity: object) -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        LMHistory(capacity=capacity)  # type: ignore[arg-type]
+
+
+def test_lmloss_weight_from_schedule_by_unit() -> None:
+    by_step = LMLoss("a", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0, unit="step"))
+    assert by_step.weight_at(epoch=0, step=5) == 5.0
+    by_epoch = LMLoss("b", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0))
+    assert by_epoch.weight_at(epoch=3, step=5) == 3.0
+
+
+def test_lmloss_rejects_negative_custom_schedule_value() -> None:
+    loss = LMLoss("G_L1", nn.L1Loss(), schedule=Schedule(schedule=lambda s, e: -1.0))
+    with pytest.raises(ValueError, match=r"G_L1: `schedule value at epoch 4` expected a finite float >= 0, got -1.0"):
+        loss.weight_at(4, 0)
+
+
+def test_stripped_copy_leaves_original_history() -> None:
+    loss = LMLoss("a", nn.L1Loss(), tags=["G"], history=LMHistory(8))
+    loss.history.record(torch.tensor(1.0), 1.0, 0)
+    copy = loss.stripped()
+    assert copy.history.losses == [] and loss.history.losses == [1.0]
+    assert copy.function is loss.function and copy.tags == ["G"]
