@@ -20,5 +20,10 @@ def test_help_without_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_module() -> None:
-    out = subprocess.run([sys.executable, "-m", "nectarloss.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "nectarloss.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "nectarloss" in out.stdout

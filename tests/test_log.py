@@ -27,7 +27,13 @@ def chunk(name: str, start: int, values: list[float], weight: float = 1.0) -> di
 def write_log(path: Path) -> LossLogWriter:
     w = LossLogWriter(path)
     w.append([header_line({"a": {"tags": ["G"]}}), chunk("a", 0, [1.0, 2.0])])
-    w.append([{"kind": "register", "losses": {"b": {"tags": []}}}, chunk("a", 2, [3.0], 2.0), chunk("b", 0, [9.0])])
+    w.append(
+        [
+            {"kind": "register", "losses": {"b": {"tags": []}}},
+            chunk("a", 2, [3.0], 2.0),
+            chunk("b", 0, [9.0]),
+        ]
+    )
     return w
 
 
@@ -102,12 +108,16 @@ class HalfWritingFile:
         return getattr(self.fh, name)
 
 
-def test_failed_write_leaves_file_on_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_file_on_whole_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = tmp_path / "log.jsonl"
     w = write_log(p)
     before = p.read_bytes()
     real_open = Path.open
-    monkeypatch.setattr(Path, "open", lambda self, *a, **k: HalfWritingFile(real_open(self, *a, **k)))
+    monkeypatch.setattr(
+        Path, "open", lambda self, *a, **k: HalfWritingFile(real_open(self, *a, **k))
+    )
     with pytest.raises(OSError, match="No space"):
         w.append([chunk("a", 3, [4.0])])
     monkeypatch.undo()
@@ -120,5 +130,7 @@ def test_export_nectargan_layout(tmp_path: Path) -> None:
     data = orjson.loads(out.read_bytes())
     fns = data["LOSSMANAGER_LOG"]["loss_functions"]
     assert fns["a"] == {"loss": [1.0, 2.0, 6.0], "weights": [1.0, 1.0, 2.0]}
-    raw = orjson.loads(export_nectargan(tmp_path / "log.jsonl", tmp_path / "raw.json", weighted=False).read_bytes())
+    raw = orjson.loads(
+        export_nectargan(tmp_path / "log.jsonl", tmp_path / "raw.json", weighted=False).read_bytes()
+    )
     assert raw["LOSSMANAGER_LOG"]["loss_functions"]["a"]["loss"] == [1.0, 2.0, 3.0]

@@ -24,7 +24,9 @@ def gan_manager(tmp_path: Path, **kw: object) -> LossManager:
     return lm
 
 
-def test_compute_returns_weighted_loss_with_graph(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_compute_returns_weighted_loss_with_graph(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = gan_manager(tmp_path)
     x = xy[0].clone().requires_grad_()
     out = lm.compute_loss_xy("G_L1", x, xy[1], epoch=0)
@@ -59,7 +61,10 @@ def test_tag_and_name_queries(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tens
     assert list(lm.get_loss_tensors(query=["G", "D_fake"])) == ["G_GAN", "G_L1", "D_fake"]
     assert lm.get_loss_weights(query=["D"]) == {"D_real": 0.5, "D_fake": 0.5}
     assert set(lm.get_registered_losses(query=["G"])) == {"G_GAN", "G_L1"}
-    with pytest.raises(ValueError, match=r"`query` item 'g' matches no loss name or tag; names: .*tags: \['D', 'G'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"`query` item 'g' matches no loss name or tag; names: .*tags: \['D', 'G'\]",
+    ):
         lm.get_loss_values(query=["g"])
 
 
@@ -76,7 +81,10 @@ def test_strip_semantics(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) 
         lm.compute_loss_xy("G_L1", *xy)
     stripped = lm.get_registered_losses()["G_L1"]
     assert stripped.history.losses == [] and stripped.history.weights == []
-    assert stripped.last_loss_map is not None and stripped.function is lm.get_registered_losses()["G_L1"].function
+    assert (
+        stripped.last_loss_map is not None
+        and stripped.function is lm.get_registered_losses()["G_L1"].function
+    )
     full = lm.get_registered_losses(strip=False)["G_L1"]
     assert len(full.history.losses) == 3 and full.history.weights == [100.0] * 3
     # stripping never cleared the manager's own history
@@ -94,16 +102,20 @@ def test_last_loss_map_is_detached_output(tmp_path: Path) -> None:
     assert lm.get_loss_values() == {"map": 2.0}
 
 
-def test_schedule_weights_recorded_per_step(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_schedule_weights_recorded_per_step(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = LossManager(tmp_path)
-    sched = Schedule(schedule="linear", start_epoch=1, end_epoch=3, initial_value=10.0, target_value=0.0)
+    sched = Schedule(
+        schedule="linear", start_epoch=1, end_epoch=3, initial_value=10.0, target_value=0.0
+    )
     lm.register_loss_fn("G_L1", nn.L1Loss(), schedule=sched)
     epochs = [e for e in range(5) for _ in range(2)]
     outs = [lm.compute_loss_xy("G_L1", *xy, epoch=e) for e in epochs]
     expected = [sched.value(e) for e in epochs]
     assert lm.get_registered_losses(strip=False)["G_L1"].history.weights == expected
     raw = nn.functional.l1_loss(*xy)
-    for out, w in zip(outs, expected):
+    for out, w in zip(outs, expected, strict=True):
         assert torch.allclose(out, raw * w)
     assert sched.current_value == 0.0 and lm.get_loss_weights()["G_L1"] == 0.0
     lm.update_loss_log()
@@ -111,9 +123,18 @@ def test_schedule_weights_recorded_per_step(tmp_path: Path, xy: tuple[torch.Tens
     assert log.losses["G_L1"].weights == expected and log.losses["G_L1"].steps == list(range(10))
 
 
-def test_step_unit_schedule_uses_call_counter(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_step_unit_schedule_uses_call_counter(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = LossManager(enable_logging=False)
-    sched = Schedule(schedule="linear", start_epoch=0, end_epoch=4, initial_value=0.0, target_value=4.0, unit="step")
+    sched = Schedule(
+        schedule="linear",
+        start_epoch=0,
+        end_epoch=4,
+        initial_value=0.0,
+        target_value=4.0,
+        unit="step",
+    )
     lm.register_loss_fn("a", nn.L1Loss(), schedule=sched)
     weights = []
     for _ in range(6):
@@ -122,10 +143,20 @@ def test_step_unit_schedule_uses_call_counter(tmp_path: Path, xy: tuple[torch.Te
     assert weights == [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]
 
 
-def test_epoch_defaults_to_latest_given(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_epoch_defaults_to_latest_given(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = LossManager(enable_logging=False)
-    lm.register_loss_fn("a", nn.L1Loss(), schedule=Schedule(schedule="step", initial_value=1.0, milestones=(2,), factor=0.5))
-    lm.register_loss_fn("b", nn.L1Loss(), schedule=Schedule(schedule="step", initial_value=1.0, milestones=(2,), factor=0.5))
+    lm.register_loss_fn(
+        "a",
+        nn.L1Loss(),
+        schedule=Schedule(schedule="step", initial_value=1.0, milestones=(2,), factor=0.5),
+    )
+    lm.register_loss_fn(
+        "b",
+        nn.L1Loss(),
+        schedule=Schedule(schedule="step", initial_value=1.0, milestones=(2,), factor=0.5),
+    )
     lm.compute_loss_xy("a", *xy, epoch=3)
     lm.compute_loss_xy("b", *xy)
     assert lm.get_loss_weights() == {"a": 0.5, "b": 0.5}
@@ -138,10 +169,16 @@ def test_multi_input_losses(tmp_path: Path) -> None:
     lm.register_loss_fn("rank", nn.MarginRankingLoss(margin=0.1))
     lm.register_loss_fn("cos", nn.CosineEmbeddingLoss())
     a, p, n = (torch.randn(8, 16) for _ in range(3))
-    assert torch.allclose(lm.compute_loss("trip", a, p, n, epoch=0), nn.TripletMarginLoss(margin=1.0)(a, p, n) * 2.0)
-    assert torch.allclose(lm.compute_loss_xyz("trip", a, p, n), nn.TripletMarginLoss(margin=1.0)(a, p, n) * 2.0)
+    assert torch.allclose(
+        lm.compute_loss("trip", a, p, n, epoch=0), nn.TripletMarginLoss(margin=1.0)(a, p, n) * 2.0
+    )
+    assert torch.allclose(
+        lm.compute_loss_xyz("trip", a, p, n), nn.TripletMarginLoss(margin=1.0)(a, p, n) * 2.0
+    )
     x1, x2, sign = torch.randn(8), torch.randn(8), torch.sign(torch.randn(8))
-    assert torch.allclose(lm.compute_loss("rank", x1, x2, sign), nn.MarginRankingLoss(margin=0.1)(x1, x2, sign))
+    assert torch.allclose(
+        lm.compute_loss("rank", x1, x2, sign), nn.MarginRankingLoss(margin=0.1)(x1, x2, sign)
+    )
     assert torch.allclose(lm.compute_loss("cos", a, p, sign), nn.CosineEmbeddingLoss()(a, p, sign))
     lm.update_loss_log()
     assert set(read_log(tmp_path / LOG_FILENAME).losses) == {"trip", "rank", "cos"}
@@ -163,7 +200,9 @@ def test_buffer_full_auto_flush(tmp_path: Path, xy: tuple[torch.Tensor, torch.Te
     assert log.losses["a"].steps == list(range(9)) and log.losses["b"].steps == [0]
 
 
-def test_logging_disabled_keeps_latest_only_and_writes_nothing(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_logging_disabled_keeps_latest_only_and_writes_nothing(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = LossManager(tmp_path / "exp", enable_logging=False)
     lm.register_loss_fn("a", nn.L1Loss(), loss_weight=3.0)
     for i in range(5):
@@ -176,7 +215,9 @@ def test_logging_disabled_keeps_latest_only_and_writes_nothing(tmp_path: Path, x
     assert lm.log_path is None
 
 
-def test_update_loss_log_report(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]) -> None:
+def test_update_loss_log_report(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
     lm = gan_manager(tmp_path)
     lm.compute_loss_xy("G_L1", *xy)
     assert lm.update_loss_log() is None
@@ -188,13 +229,21 @@ def test_update_loss_log_report(tmp_path: Path, xy: tuple[torch.Tensor, torch.Te
     assert "Loss log updated: 0 values" in capsys.readouterr().out
 
 
-def test_print_weights_and_losses(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]) -> None:
+def test_print_weights_and_losses(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
     lm = gan_manager(tmp_path)
-    assert lm.print_weights(capture=True) == "Loss weights: G_GAN: 1.00 G_L1: 100.00 D_real: 0.50 D_fake: 0.50"
+    assert (
+        lm.print_weights(capture=True)
+        == "Loss weights: G_GAN: 1.00 G_L1: 100.00 D_real: 0.50 D_fake: 0.50"
+    )
     lm.print_weights(query=["D"])
     assert capsys.readouterr().out.strip() == "Loss weights: D_real: 0.50 D_fake: 0.50"
     lm.compute_loss_xy("G_L1", torch.zeros(2), torch.ones(2))
-    assert lm.print_losses(epoch=3, iteration=7, query=["G_L1"], capture=True) == "(epoch: 3, iters: 7) Losses: G_L1: 100.00"
+    assert (
+        lm.print_losses(epoch=3, iteration=7, query=["G_L1"], capture=True)
+        == "(epoch: 3, iters: 7) Losses: G_L1: 100.00"
+    )
 
 
 def test_export_base_log(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -227,8 +276,15 @@ def test_init_from_spec(tmp_path: Path) -> None:
 
 def test_init_from_spec_is_all_or_nothing(tmp_path: Path) -> None:
     lm = LossManager(tmp_path)
-    with pytest.raises(ValueError, match="G_L1: `loss_weight` expected a finite float >= 0, got -1.0"):
-        lm.init_from_spec(lambda: {"ok": LMLoss("ok", nn.L1Loss()), "G_L1": LMLoss("G_L1", nn.L1Loss(), loss_weight=-1.0)})
+    with pytest.raises(
+        ValueError, match="G_L1: `loss_weight` expected a finite float >= 0, got -1.0"
+    ):
+        lm.init_from_spec(
+            lambda: {
+                "ok": LMLoss("ok", nn.L1Loss()),
+                "G_L1": LMLoss("G_L1", nn.L1Loss(), loss_weight=-1.0),
+            }
+        )
     assert len(lm) == 0
     with pytest.raises(ValueError, match="expected an LMLoss named 'x', got 'y'"):
         lm.init_from_spec(lambda: {"x": LMLoss("y", nn.L1Loss())})
@@ -241,11 +297,16 @@ def test_init_from_spec_is_all_or_nothing(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------- bad input
-def test_unknown_loss_lists_registered_names(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_unknown_loss_lists_registered_names(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = gan_manager(tmp_path)
     with pytest.raises(UnknownLossError) as info:
         lm.compute_loss_xy("G_l1", *xy)
-    assert str(info.value) == "LossManager: no loss named 'G_l1'; registered: 'G_GAN', 'G_L1', 'D_real', 'D_fake'."
+    assert (
+        str(info.value)
+        == "LossManager: no loss named 'G_l1'; registered: 'G_GAN', 'G_L1', 'D_real', 'D_fake'."
+    )
     assert isinstance(info.value, KeyError)
 
 
@@ -287,7 +348,9 @@ def test_bad_registration_arguments(tmp_path: Path) -> None:
     assert lm.get_registered_losses()["a"].tags == ["G"]
 
 
-def test_non_tensor_output_keeps_recorded_data(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_non_tensor_output_keeps_recorded_data(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = LossManager(tmp_path)
     state = {"bad": False}
 
@@ -297,7 +360,9 @@ def test_non_tensor_output_keeps_recorded_data(tmp_path: Path, xy: tuple[torch.T
     lm.register_loss_fn("flaky", flaky)
     lm.compute_loss_xy("flaky", *xy)
     state["bad"] = True
-    with pytest.raises(TypeError, match="flaky: the loss function expected to return a Tensor, got float"):
+    with pytest.raises(
+        TypeError, match="flaky: the loss function expected to return a Tensor, got float"
+    ):
         lm.compute_loss_xy("flaky", *xy)
     state["bad"] = False
     lm.compute_loss_xy("flaky", *xy)
@@ -309,7 +374,9 @@ def test_non_tensor_output_keeps_recorded_data(tmp_path: Path, xy: tuple[torch.T
 def test_shape_mismatch_is_named(tmp_path: Path) -> None:
     lm = LossManager(tmp_path)
     lm.register_loss_fn("G_L1", nn.L1Loss())
-    with pytest.raises(ValueError, match=r"G_L1: the loss function failed on inputs of shape \(2, 3\), \(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"G_L1: the loss function failed on inputs of shape \(2, 3\), \(4, 5\)"
+    ):
         lm.compute_loss_xy("G_L1", torch.zeros(2, 3), torch.zeros(4, 5))
 
 
@@ -325,7 +392,9 @@ def test_constructor_errors(tmp_path: Path) -> None:
         LossManager()
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(NotADirectoryError, match="`experiment_dir` expected a directory, got the file"):
+    with pytest.raises(
+        NotADirectoryError, match="`experiment_dir` expected a directory, got the file"
+    ):
         LossManager(f)
     with pytest.raises(ValueError, match="`history_buffer_size` expected an int >= 1, got 0"):
         LossManager(tmp_path, history_buffer_size=0)
@@ -333,7 +402,9 @@ def test_constructor_errors(tmp_path: Path) -> None:
         LossManager(tmp_path, history_buffer_size=1.5)  # type: ignore[arg-type]
 
 
-def test_resume_appends_to_existing_log(tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_resume_appends_to_existing_log(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     lm = gan_manager(tmp_path)
     lm.compute_loss_xy("G_L1", *xy)
     lm.update_loss_log()

@@ -41,7 +41,9 @@ def test_seed_usage(tmp_path: Path) -> None:
     assert set(values) == set(tensors) == set(weights) == {"mylossfunction"}
     assert weights == {"mylossfunction": 100.0}
 
-    lossfns: dict[str, LMLoss] = loss_manager.get_registered_losses(query=["descriptive_lookup_tag"])
+    lossfns: dict[str, LMLoss] = loss_manager.get_registered_losses(
+        query=["descriptive_lookup_tag"]
+    )
     values = loss_manager.get_loss_values(query=["descriptive_lookup_tag"])
     tensors_q: dict[str, Tensor] = loss_manager.get_loss_tensors(query=["descriptive_lookup_tag"])
     weights = loss_manager.get_loss_weights(query=["descriptive_lookup_tag"])

@@ -32,7 +32,9 @@ def test_thousand_steps_no_sync_then_one_copy_per_flush(tmp_path: Path) -> None:
     lm.register_loss_fn(
         "G_L1",
         nn.L1Loss(),
-        schedule=Schedule(schedule="linear", start_epoch=0, end_epoch=10, initial_value=100.0, target_value=10.0),
+        schedule=Schedule(
+            schedule="linear", start_epoch=0, end_epoch=10, initial_value=100.0, target_value=10.0
+        ),
         tags=["G"],
     )
     lm.register_loss_fn("D_real", nn.BCEWithLogitsLoss(), loss_weight=0.5, tags=["D"])

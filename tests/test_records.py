@@ -51,15 +51,28 @@ def test_history_rejects_bad_capacity(capacity: object) -> None:
 
 
 def test_lmloss_weight_from_schedule_by_unit() -> None:
-    by_step = LMLoss("a", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0, unit="step"))
+    by_step = LMLoss(
+        "a",
+        nn.L1Loss(),
+        schedule=Schedule(
+            schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0, unit="step"
+        ),
+    )
     assert by_step.weight_at(epoch=0, step=5) == 5.0
-    by_epoch = LMLoss("b", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0))
+    by_epoch = LMLoss(
+        "b",
+        nn.L1Loss(),
+        schedule=Schedule(schedule="linear", end_epoch=10, initial_value=0.0, target_value=10.0),
+    )
     assert by_epoch.weight_at(epoch=3, step=5) == 3.0
 
 
 def test_lmloss_rejects_negative_custom_schedule_value() -> None:
     loss = LMLoss("G_L1", nn.L1Loss(), schedule=Schedule(schedule=lambda s, e: -1.0))
-    with pytest.raises(ValueError, match=r"G_L1: `schedule value at epoch 4` expected a finite float >= 0, got -1.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"G_L1: `schedule value at epoch 4` expected a finite float >= 0, got -1.0",
+    ):
         loss.weight_at(4, 0)
 
 

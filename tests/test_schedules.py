@@ -19,7 +19,8 @@ def make(curve: str, **kw: object) -> Schedule:
 
 
 @pytest.mark.parametrize(
-    ("curve", "mid"), [("linear", LINEAR_MID), ("exponential", EXPONENTIAL_MID), ("cosine", COSINE_MID)]
+    ("curve", "mid"),
+    [("linear", LINEAR_MID), ("exponential", EXPONENTIAL_MID), ("cosine", COSINE_MID)],
 )
 def test_window_endpoints_and_midpoint(curve: str, mid: float) -> None:
     s = make(curve)
@@ -31,7 +32,9 @@ def test_window_endpoints_and_midpoint(curve: str, mid: float) -> None:
 
 
 def test_linear_matches_nectargan_pix2pix_example() -> None:
-    s = Schedule(schedule="linear", initial_value=100.0, start_epoch=100, target_value=0.0, end_epoch=200)
+    s = Schedule(
+        schedule="linear", initial_value=100.0, start_epoch=100, target_value=0.0, end_epoch=200
+    )
     assert [s.value(e) for e in (99, 100, 101, 150, 199, 200)] == pytest.approx(
         [100.0, 100.0, 99.0, 50.0, 1.0, 0.0]
     )
@@ -40,7 +43,7 @@ def test_linear_matches_nectargan_pix2pix_example() -> None:
 def test_cosine_is_monotone_between_endpoints() -> None:
     s = make("cosine")
     values = [s.value(e) for e in range(10, 21)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
 def test_step_multiplies_at_each_milestone() -> None:
