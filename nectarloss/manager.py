@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from nectarloss.console import format_values, print_line
 from nectarloss.log import LOG_FILENAME, LossLogWriter, export_nectargan, header_line
+from nectarloss.losses import find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
@@ -222,6 +223,14 @@ class LossManager:
                 raise TypeError(
                     f"{name}: `modifiers` expected nectarloss modifiers, got {type(m).__name__}."
                 )
+        reduction = getattr(entry.function, "reduction", "none")
+        if entry.modifiers and reduction != "none":
+            raise ValueError(
+                f"{name}: modifiers need a per-sample loss, but the loss function reduces with "
+                f"reduction={reduction!r}; construct it with reduction='none'."
+            )
+        if isinstance(entry.function, nn.Module):
+            entry.catalog_entry = find_loss_entry(entry.function)
         return entry
 
     def _register(self, entry: LMLoss) -> None:
@@ -326,6 +335,9 @@ class LossManager:
         """The per-step path: compute, modify, weight, record. Never syncs."""
         if epoch is not None:
             self._epoch = epoch
+        catalog = entry.catalog_entry
+        if catalog is not None and len(inputs) != catalog.arity:
+            catalog.check_arity(len(inputs), owner=entry.name)
         step = entry.num_steps
         weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)
         try:

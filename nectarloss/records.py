@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nectarloss.losses import LossEntry
 from nectarloss.schedules import Schedule
 
 __all__ = ["LMHistory", "LMLoss", "check_weight"]
@@ -228,6 +229,9 @@ class LMLoss:
     last_weight: float | None = field(default=None, repr=False)
     #: Number of calls so far (the step counter for ``unit="step"`` schedules).
     num_steps: int = field(default=0, repr=False)
+    #: The catalog entry of ``function`` when it is a known loss (set at registration);
+    #: used to check the number of inputs of each call.
+    catalog_entry: LossEntry | None = field(default=None, repr=False)
 
     def weight_at(self, epoch: int, step: int) -> float:
         """The weight this loss gets at ``epoch`` / ``step`` (host math, no sync)."""

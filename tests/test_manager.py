@@ -436,3 +436,17 @@ def test_cuda_values_stay_on_device(tmp_path: Path) -> None:
     assert h.values_tensor().device.type == "cuda"
     lm.update_loss_log()
     assert len(read_log(tmp_path / LOG_FILENAME).losses["a"].values) == 300
+
+
+def test_catalog_loss_arity_is_checked(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("G_L1", nn.L1Loss())
+    lm.register_loss_fn("trip", nn.TripletMarginLoss())
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"G_L1: expected 2 inputs \(input, target\), got 3\."):
+        lm.compute_loss("G_L1", x, x, x)
+    with pytest.raises(
+        ValueError, match=r"trip: expected 3 inputs \(anchor, positive, negative\), got 2\."
+    ):
+        lm.compute_loss_xy("trip", x, x)
+    assert lm.compute_loss("G_L1", x, x).item() == 0.0  # still usable
