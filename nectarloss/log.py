@@ -117,6 +117,25 @@ class LossLogWriter:
             fh.truncate(data.rfind(b"\n") + 1)
 
     @property
+    def size(self) -> int:
+        """Current size of the log file in bytes (0 if it does not exist)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def header(self) -> dict[str, Any] | None:
+        """The parsed header line, or ``None`` for an empty log."""
+        if self.size == 0:
+            return None
+        with self.path.open("rb") as fh:
+            head: dict[str, Any] = orjson.loads(fh.readline())
+        return head
+
+    def truncate(self, size: int) -> None:
+        """Cut the log back to ``size`` bytes (a resume discarding lines written after it)."""
+        with self.path.open("r+b") as fh:
+            fh.truncate(size)
+        self._has_header = size > 0
+
+    @property
     def has_header(self) -> bool:
         """Whether the file already starts with a header line."""
         return self._has_header

@@ -638,6 +638,77 @@ class LossManager:
         print_line(text)
         return None
 
+    # ------------------------------------------------------------------ checkpoints
+    STATE_VERSION = 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume a run.
+
+        Per-loss counters, weights, schedules' current values, modifier and module
+        state, unflushed history, and the log position. Only tensors and plain values:
+        load it with ``torch.load(..., weights_only=True)``.
+        Taking it copies each unflushed buffer to the host once.
+        """
+        writer = self._writer
+        header = writer.header() if writer is not None else None
+        return {
+            "version": self.STATE_VERSION,
+            "epoch": self._epoch,
+            "logged_names": sorted(self._logged_names),
+            "log": None
+            if writer is None
+            else {"bytes": writer.size, "created": None if header is None else header["created"]},
+            "losses": {name: e.state_dict() for name, e in self._losses.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` into a manager with the same losses registered.
+
+        When logging, lines the log gained after the checkpoint was taken are cut off,
+        so the resumed run writes exactly the lines an uninterrupted run would have.
+
+        Raises:
+            ValueError: The state's losses differ from the registered ones, or its
+                version is unknown.
+        """
+        if state.get("version") != self.STATE_VERSION:
+            raise ValueError(
+                f"LossManager: state dict `version` expected {self.STATE_VERSION}, "
+                f"got {state.get('version')!r}."
+            )
+        losses = state["losses"]
+        missing = sorted(set(self._losses) - set(losses))
+        unexpected = sorted(set(losses) - set(self._losses))
+        if missing or unexpected:
+            raise ValueError(
+                "LossManager: state dict losses differ from the registered ones; "
+                f"missing: {missing}, unexpected: {unexpected}."
+            )
+        for name, entry in self._losses.items():
+            entry.load_state_dict(losses[name])
+        self._epoch = int(state["epoch"])
+        self._logged_names = set(state["logged_names"])
+        self._rewind_log(state.get("log"))
+
+    def _rewind_log(self, saved: Mapping[str, Any] | None) -> None:
+        writer = self._writer
+        if writer is None or saved is None:
+            return
+        size, header = writer.size, writer.header()
+        if saved["bytes"] == 0 or header is None:
+            if size:
+                writer.truncate(0)
+            self._logged_names = set()  # a fresh log: the next flush writes a header
+            return
+        if header.get("created") != saved["created"] or size < saved["bytes"]:
+            raise ValueError(
+                f"LossManager: {writer.path} is not the log this checkpoint was written "
+                "with (its header or length differs); resume in the original experiment_dir "
+                "or in a new, empty one."
+            )
+        if size > saved["bytes"]:
+            writer.truncate(saved["bytes"])
+
     # ------------------------------------------------------------------ misc
     def to(self, device: str | torch.device) -> LossManager:
         """Move loss modules, modifiers and buffers (with unflushed values) to ``device``."""

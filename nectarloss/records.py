@@ -144,6 +144,34 @@ class LMHistory:
         self._device = target
         return self
 
+    def state_dict(self) -> dict[str, Any]:
+        """Unflushed values (a CPU tensor), their weights and first step. Syncs once."""
+        return {
+            "first_step": self.first_step,
+            "values": self.values_tensor().detach().to("cpu", copy=True),
+            "weight_runs": [[index, weight] for index, weight in self._weight_runs],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (values go to the buffer's device)."""
+        values = state["values"]
+        if not isinstance(values, Tensor) or values.dim() != 1:
+            raise ValueError("LMHistory: `values` expected a 1-D tensor in the state dict.")
+        if values.numel() > self.capacity:
+            raise ValueError(
+                f"LMHistory: state holds {values.numel()} values, more than the capacity "
+                f"{self.capacity}; flush before saving or raise history_buffer_size."
+            )
+        self.clear()
+        self.first_step = int(state["first_step"])
+        self._weight_runs = [(int(i), float(w)) for i, w in state["weight_runs"]]
+        self.count = values.numel()
+        if self.count:
+            self._allocate(self._device or values.device)
+            if self._values is not None:
+                self._values[: self.count] = values.to(self._values.device)
+            self._num_committed = self.count
+
     # -- reading (may sync) ----------------------------------------------------------------
     @property
     def is_full(self) -> bool:
@@ -249,6 +277,45 @@ class LMLoss:
         if self.schedule is not None and self.schedule.current_value is not None:
             return self.schedule.current_value
         return self.loss_weight
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, current weight, unflushed history and module/modifier state.
+
+        Holds only tensors and plain values, so ``torch.load(..., weights_only=True)``
+        reads it. ``last_loss_map`` is not saved.
+        """
+        function = self.function
+        return {
+            "num_steps": self.num_steps,
+            "loss_weight": self.loss_weight,
+            "last_weight": self.last_weight,
+            "current_value": None if self.schedule is None else self.schedule.current_value,
+            "last_value": None if self.last_value is None else self.last_value.detach().cpu(),
+            "history": self.history.state_dict(),
+            "function": function.state_dict() if isinstance(function, torch.nn.Module) else {},
+            "modifiers": [m.state_dict() for m in self.modifiers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        if len(state["modifiers"]) != len(self.modifiers):
+            raise ValueError(
+                f"{self.name}: state has {len(state['modifiers'])} modifier(s), the loss has "
+                f"{len(self.modifiers)}."
+            )
+        if isinstance(self.function, torch.nn.Module) and state["function"]:
+            self.function.load_state_dict(state["function"])
+        for modifier, modifier_state in zip(self.modifiers, state["modifiers"], strict=True):
+            modifier.load_state_dict(modifier_state)
+        self.num_steps = int(state["num_steps"])
+        self.loss_weight = float(state["loss_weight"])
+        self.last_weight = state["last_weight"]
+        if self.schedule is not None:
+            self.schedule.current_value = state["current_value"]
+        last = state["last_value"]
+        device = self.history.device
+        self.last_value = None if last is None else (last.to(device) if device else last)
+        self.history.load_state_dict(state["history"])
 
     def stripped(self) -> LMLoss:
         """A shallow copy with an empty history (NectarGAN's ``strip=True``)."""
