@@ -15,6 +15,7 @@ line (a crash in the middle of a write).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +39,22 @@ __all__ = [
 LOG_FORMAT = "nectarloss.loss_log"
 LOG_VERSION = 1
 LOG_FILENAME = "loss_log.jsonl"
+
+
+_NONFINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def encode_nonfinite(values: list[float], bad: list[int]) -> list[float | str]:
+    """JSON has no NaN/Inf: write those values as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    out: list[float | str] = list(values)
+    for i in bad:
+        v = values[i]
+        out[i] = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return out
+
+
+def _decode_values(values: list[Any]) -> list[float]:
+    return [_NONFINITE_NAMES[v] if isinstance(v, str) else v for v in values]
 
 
 class LogFormatError(ValueError):
@@ -212,7 +229,7 @@ def read_log(path: str | os.PathLike[str]) -> LossLog:
         elif kind == "chunk":
             series = losses.setdefault(str(obj["loss"]), LossSeries())
             series.steps.extend(obj["steps"])
-            series.values.extend(obj["values"])
+            series.values.extend(_decode_values(obj["values"]))
             series.weights.extend(obj["weights"])
         else:
             raise LogFormatError(f"{p}: line {number} has unknown kind {kind!r}.")

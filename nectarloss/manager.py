@@ -11,30 +11,57 @@ and nothing is read back until a flush or a query.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from nectarloss.console import format_values, print_line
-from nectarloss.log import LOG_FILENAME, LossLogWriter, export_nectargan, header_line
-from nectarloss.losses import find_loss_entry
+from nectarloss.log import (
+    LOG_FILENAME,
+    LossLogWriter,
+    encode_nonfinite,
+    export_nectargan,
+    header_line,
+)
+from nectarloss.losses import LossEntry, find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
+from nectarloss.shutdown import track
 
-__all__ = ["LogWriteError", "LossManager", "UnknownLossError", "tensors_to_host"]
+__all__ = [
+    "LogWriteError",
+    "LossManager",
+    "NonFiniteLossError",
+    "NonFiniteLossWarning",
+    "UnknownLossError",
+    "tensors_to_host",
+]
+
+NonFinitePolicy = Literal["warn", "raise", "ignore"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
 
 
 class LogWriteError(OSError):
     """A flush could not write the log. The buffered values are kept for the next flush."""
+
+
+class NonFiniteLossError(ValueError):
+    """A loss produced NaN or Inf (``nonfinite="raise"`` or ``nonfinite_check="step"``)."""
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A loss produced NaN or Inf (``nonfinite="warn"``, reported at flush time)."""
 
 
 class UnknownLossError(KeyError):
@@ -62,6 +89,30 @@ def tensors_to_host(tensors: Sequence[Tensor]) -> list[list[float]]:
             out[i] = flat[offset : offset + part.numel()]
             offset += part.numel()
     return out
+
+
+def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> None:
+    """Check a catalog loss's inputs: Tensors, one device, equal shapes where element-wise.
+
+    Raises:
+        TypeError: An input is not a Tensor.
+        ValueError: Devices differ, or an element-wise loss got shapes that differ.
+    """
+    first = inputs[0]
+    names = catalog.inputs
+    for name, x in zip(names, inputs, strict=True):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{owner}: `{name}` expected a Tensor, got {type(x).__name__}.")
+        if x.device != first.device:
+            raise ValueError(
+                f"{owner}: `{name}` expected a tensor on {first.device} like `{names[0]}`, "
+                f"got {x.device}."
+            )
+    if catalog.same_shape and inputs[1].shape != first.shape:
+        raise ValueError(
+            f"{owner}: `{names[1]}` expected shape {tuple(first.shape)} like `{names[0]}`, "
+            f"got {tuple(inputs[1].shape)}."
+        )
 
 
 def _check_name(name: object) -> str:
@@ -106,6 +157,13 @@ class LossManager:
             latest value of each loss is kept and no file is written.
         history_buffer_size: Values each loss buffers before it is flushed automatically.
         fsync: ``os.fsync`` the log after each flush.
+        nonfinite: What a flush does when it finds NaN/Inf values: ``"warn"``
+            (:class:`NonFiniteLossWarning`), ``"raise"`` (:class:`NonFiniteLossError`,
+            after the values are written) or ``"ignore"``. Either way they are logged
+            and counted per loss (:meth:`get_nonfinite_counts`).
+        nonfinite_check: ``"flush"`` (default, free) or ``"step"``: check every call
+            and raise before a bad value reaches the optimizer. ``"step"`` reads one
+            value back per call, so it synchronises with the device.
 
     Example:
         >>> lm = LossManager(enable_logging=False)
@@ -124,7 +182,21 @@ class LossManager:
         enable_logging: bool = True,
         history_buffer_size: int = 50_000,
         fsync: bool = False,
+        nonfinite: NonFinitePolicy = "warn",
+        nonfinite_check: Literal["flush", "step"] = "flush",
     ) -> None:
+        if nonfinite not in ("warn", "raise", "ignore"):
+            raise ValueError(
+                f"LossManager: `nonfinite` expected 'warn', 'raise' or 'ignore', got {nonfinite!r}."
+            )
+        if nonfinite_check not in ("flush", "step"):
+            raise ValueError(
+                "LossManager: `nonfinite_check` expected 'flush' or 'step', "
+                f"got {nonfinite_check!r}."
+            )
+        self.nonfinite = nonfinite
+        self.check_every_step = nonfinite_check == "step"
+        self._nonfinite_counts: dict[str, int] = {}
         if isinstance(history_buffer_size, bool) or not isinstance(history_buffer_size, int):
             raise TypeError(
                 "LossManager: `history_buffer_size` expected an int, got "
@@ -152,8 +224,15 @@ class LossManager:
                     f"LossManager: `experiment_dir` expected a directory, got the file "
                     f"{str(self.experiment_dir)!r}."
                 )
-            self.experiment_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.experiment_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LogWriteError(
+                    f"LossManager: `experiment_dir` {str(self.experiment_dir)!r} could not be "
+                    f"created ({exc})."
+                ) from exc
             self._writer = LossLogWriter(self.experiment_dir / LOG_FILENAME, fsync=fsync)
+            track(self)
         self._losses: dict[str, LMLoss] = {}
         self._logged_names: set[str] = set()
         self._epoch = 0
@@ -336,13 +415,15 @@ class LossManager:
         if epoch is not None:
             self._epoch = epoch
         catalog = entry.catalog_entry
-        if catalog is not None and len(inputs) != catalog.arity:
-            catalog.check_arity(len(inputs), owner=entry.name)
+        if catalog is not None:
+            if len(inputs) != catalog.arity:
+                catalog.check_arity(len(inputs), owner=entry.name)
+            check_inputs(entry.name, catalog, inputs)
         step = entry.num_steps
         weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)
         try:
             out = entry.function(*inputs)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise self._call_error(entry.name, inputs, exc) from exc
         if not isinstance(out, Tensor):
             raise TypeError(
@@ -370,6 +451,12 @@ class LossManager:
             else:
                 history.clear()
         history.record(raw, weight, step)
+        if self.check_every_step and not bool(torch.isfinite(raw).all()):
+            entry.last_value, entry.last_weight, entry.num_steps = raw, weight, step + 1
+            raise NonFiniteLossError(
+                f"{entry.name}: loss is {float(raw)} at step {step} (epoch {self._epoch}); "
+                "the value is recorded and will be logged."
+            )
         entry.last_value = raw
         entry.last_loss_map = loss_map
         if weight != entry.last_weight:
@@ -522,13 +609,18 @@ class LossManager:
                 lines.append({"kind": "register", "losses": described})
             else:
                 lines.append(header_line(described))
+        bad_steps: dict[str, list[int]] = {}
         for e, values in zip(pending, host, strict=True):
+            steps = e.history.steps
+            bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+            if bad:
+                bad_steps[e.name] = [steps[i] for i in bad]
             lines.append(
                 {
                     "kind": "chunk",
                     "loss": e.name,
-                    "steps": list(e.history.steps),
-                    "values": values,
+                    "steps": list(steps),
+                    "values": encode_nonfinite(values, bad) if bad else values,
                     "weights": e.history.weights,
                 }
             )
@@ -544,7 +636,27 @@ class LossManager:
         for e in pending:
             count += e.history.count
             e.history.clear()
+        if bad_steps:
+            self._report_nonfinite(bad_steps)
         return count
+
+    def _report_nonfinite(self, bad_steps: dict[str, list[int]]) -> None:
+        for name, steps in bad_steps.items():
+            self._nonfinite_counts[name] = self._nonfinite_counts.get(name, 0) + len(steps)
+        if self.nonfinite == "ignore":
+            return
+        shown = "; ".join(
+            f"{name} at step(s) {steps[:10]}" + (" ..." if len(steps) > 10 else "")
+            for name, steps in bad_steps.items()
+        )
+        message = f"LossManager: non-finite loss values (NaN/Inf), logged as such: {shown}."
+        if self.nonfinite == "raise":
+            raise NonFiniteLossError(message)
+        warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+
+    def get_nonfinite_counts(self) -> dict[str, int]:
+        """Number of NaN/Inf values each loss has produced, as found by flushes so far."""
+        return {name: self._nonfinite_counts.get(name, 0) for name in self._losses}
 
     @staticmethod
     def _describe(entry: LMLoss) -> dict[str, Any]:
@@ -708,6 +820,27 @@ class LossManager:
             )
         if size > saved["bytes"]:
             writer.truncate(saved["bytes"])
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Flush everything buffered.
+
+        Called on ``with`` exit, at interpreter exit and on SIGTERM; calling it again is
+        harmless and the manager stays usable.
+        """
+        if self._writer is not None:
+            self._flush(list(self._losses.values()))
+
+    def __enter__(self) -> LossManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ misc
     def to(self, device: str | torch.device) -> LossManager:

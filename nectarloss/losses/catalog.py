@@ -75,6 +75,9 @@ class LossEntry:
         doc: A one-line description.
         reductions: The values accepted for the ``reduction`` keyword, checked by
             :func:`build_loss` when the keyword is given.
+        same_shape: Whether the first two inputs must have the same shape (an
+            element-wise loss); the manager then rejects mismatches that torch would
+            silently broadcast.
     """
 
     name: str
@@ -82,6 +85,7 @@ class LossEntry:
     inputs: tuple[str, ...] = ("input", "target")
     doc: str = ""
     reductions: tuple[str, ...] = DEFAULT_REDUCTIONS
+    same_shape: bool = False
 
     @property
     def arity(self) -> int:
@@ -140,6 +144,7 @@ def register_loss(
     aliases: Iterable[str] = (),
     doc: str | None = None,
     reductions: Iterable[str] = DEFAULT_REDUCTIONS,
+    same_shape: bool = False,
     replace: bool = False,
 ) -> Callable[[_F], _F]:
     """Register a loss class or factory function under ``name``; use as a decorator.
@@ -152,6 +157,7 @@ def register_loss(
         doc: A one-line description; defaults to the first paragraph of the
             factory's docstring.
         reductions: The accepted values of the ``reduction`` keyword.
+        same_shape: The first two inputs must have equal shapes (element-wise loss).
         replace: Allow overwriting an existing entry, or re-pointing an existing
             alias, with this name. An alias can never shadow a canonical name.
 
@@ -205,6 +211,7 @@ def register_loss(
             inputs=input_names,
             doc=_one_line_doc(factory) if doc is None else " ".join(doc.split()),
             reductions=reduction_names,
+            same_shape=bool(same_shape),
         )
         _ALIASES.pop(name, None)
         for alias in alias_names:
@@ -583,6 +590,23 @@ _TORCH_LOSSES: tuple[tuple[str, LossFactory, tuple[str, ...], tuple[str, ...], s
 )
 
 
+#: Element-wise torch losses: prediction and target must have the same shape.
+_SAME_SHAPE = frozenset(
+    {
+        "MSELoss",
+        "L1Loss",
+        "SmoothL1Loss",
+        "HuberLoss",
+        "BCELoss",
+        "BCEWithLogitsLoss",
+        "KLDivLoss",
+        "SoftMarginLoss",
+        "PoissonNLLLoss",
+        "GaussianNLLLoss",
+    }
+)
+
+
 def _register_torch_losses() -> None:
     for name, cls, inputs, aliases, doc in _TORCH_LOSSES:
         reductions = (*DEFAULT_REDUCTIONS, "batchmean") if name == "KLDivLoss" else None
@@ -592,6 +616,7 @@ def _register_torch_losses() -> None:
             aliases=aliases,
             doc=doc,
             reductions=DEFAULT_REDUCTIONS if reductions is None else reductions,
+            same_shape=name in _SAME_SHAPE,
         )(cls)
 
 

@@ -229,7 +229,9 @@ def laplacian_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") ->
 
 
 # --------------------------------------------------------------------------- modules
-@register_loss("Sobel", doc="L1 distance between Sobel gradient magnitudes of two images.")
+@register_loss(
+    "Sobel", doc="L1 distance between Sobel gradient magnitudes of two images.", same_shape=True
+)
 class Sobel(nn.Module):
     """L1 distance between the Sobel gradient magnitudes of a prediction and a target.
 
@@ -270,7 +272,9 @@ class Sobel(nn.Module):
         return f"reduction={self.reduction!r}, eps={self.eps}"
 
 
-@register_loss("Laplacian", doc="L1 distance between Laplacian responses of two images.")
+@register_loss(
+    "Laplacian", doc="L1 distance between Laplacian responses of two images.", same_shape=True
+)
 class Laplacian(nn.Module):
     """L1 distance between the Laplacian responses of a prediction and a target.
 
