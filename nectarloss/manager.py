@@ -91,6 +91,10 @@ def tensors_to_host(tensors: Sequence[Tensor]) -> list[list[float]]:
     return out
 
 
+def _shape_of(x: Any) -> Any:
+    return x.shape if isinstance(x, Tensor) else None
+
+
 def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> None:
     """Check a catalog loss's inputs: Tensors, one device, equal shapes where element-wise.
 
@@ -418,12 +422,15 @@ class LossManager:
         if catalog is not None:
             if len(inputs) != catalog.arity:
                 catalog.check_arity(len(inputs), owner=entry.name)
-            check_inputs(entry.name, catalog, inputs)
+            if catalog.same_shape and _shape_of(inputs[1]) != _shape_of(inputs[0]):
+                check_inputs(entry.name, catalog, inputs)
         step = entry.num_steps
         weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)
         try:
             out = entry.function(*inputs)
         except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            if catalog is not None:  # name the bad input when it is a wrong type or device
+                check_inputs(entry.name, catalog, inputs)
             raise self._call_error(entry.name, inputs, exc) from exc
         if not isinstance(out, Tensor):
             raise TypeError(
