@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from nectarloss.console import format_values, print_line
+from nectarloss.distributed import is_distributed, is_main_rank, mean_across_ranks
 from nectarloss.log import (
     LOG_FILENAME,
     LossLogWriter,
@@ -71,11 +72,12 @@ class UnknownLossError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def tensors_to_host(tensors: Sequence[Tensor]) -> list[list[float]]:
+def tensors_to_host(tensors: Sequence[Tensor], across_ranks: bool = False) -> list[list[float]]:
     """Copy 1-D float tensors to host lists with one transfer per device.
 
     Tensors on the same device are concatenated there first, so ``n`` buffers on one
-    GPU cost a single device-to-host copy.
+    GPU cost a single device-to-host copy. With ``across_ranks`` (under DDP) the
+    concatenation is averaged over all ranks first, with one ``all_reduce``.
     """
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
@@ -83,7 +85,10 @@ def tensors_to_host(tensors: Sequence[Tensor]) -> list[list[float]]:
     out: list[list[float]] = [[] for _ in tensors]
     for indices in by_device.values():
         parts = [tensors[i].reshape(-1) for i in indices]
-        flat: list[float] = torch.cat(parts).tolist()
+        joined = torch.cat(parts)
+        if across_ranks:
+            joined = mean_across_ranks(joined)
+        flat: list[float] = joined.tolist()
         offset = 0
         for i, part in zip(indices, parts, strict=True):
             out[i] = flat[offset : offset + part.numel()]
@@ -235,7 +240,8 @@ class LossManager:
                     f"LossManager: `experiment_dir` {str(self.experiment_dir)!r} could not be "
                     f"created ({exc})."
                 ) from exc
-            self._writer = LossLogWriter(self.experiment_dir / LOG_FILENAME, fsync=fsync)
+            if is_main_rank():  # under DDP only rank 0 writes; the others still flush
+                self._writer = LossLogWriter(self.experiment_dir / LOG_FILENAME, fsync=fsync)
             track(self)
         self._losses: dict[str, LMLoss] = {}
         self._logged_names: set[str] = set()
@@ -453,7 +459,7 @@ class LossManager:
             raw = loss_map if out.ndim == 0 else loss_map.mean()
         history = entry.history
         if history.count >= history.capacity:
-            if self._writer is not None:
+            if self.enable_logging:
                 self._flush([entry])
             else:
                 history.clear()
@@ -574,10 +580,15 @@ class LossManager:
         Weighted by default (raw mean times the weight applied), as NectarGAN reports;
         ``weighted=False`` gives the raw (post-modifier) mean. One device-to-host copy
         per device. A loss not computed yet reads ``nan``.
+
+        Under ``torch.distributed`` the values are averaged over ranks (one
+        ``all_reduce``), so every rank must call this and every rank gets the same dict.
         """
         entries = self._select(query)
         done = [e for e in entries if e.last_value is not None]
-        host = tensors_to_host([e.last_value for e in done if e.last_value is not None])
+        host = tensors_to_host(
+            [e.last_value for e in done if e.last_value is not None], across_ranks=is_distributed()
+        )
         values = {e.name: h[0] for e, h in zip(done, host, strict=True)}
         out: dict[str, float] = {}
         for e in entries:
@@ -604,10 +615,16 @@ class LossManager:
     # ------------------------------------------------------------------ log
     def _flush(self, entries: Sequence[LMLoss]) -> int:
         pending = [e for e in entries if e.history.count > 0]
-        writer = self._writer
-        if not pending or writer is None:
+        if not pending or not self.enable_logging:
             return 0
-        host = tensors_to_host([e.history.values_tensor() for e in pending])
+        host = tensors_to_host(
+            [e.history.values_tensor() for e in pending], across_ranks=is_distributed()
+        )
+        writer = self._writer
+        if writer is None:  # a rank other than 0 under DDP: values were averaged, not written
+            for e in pending:
+                e.history.clear()
+            return 0
         lines: list[dict[str, Any]] = []
         new = [e for e in self._losses.values() if e.name not in self._logged_names]
         if new:
@@ -835,8 +852,7 @@ class LossManager:
         Called on ``with`` exit, at interpreter exit and on SIGTERM; calling it again is
         harmless and the manager stays usable.
         """
-        if self._writer is not None:
-            self._flush(list(self._losses.values()))
+        self._flush(list(self._losses.values()))
 
     def __enter__(self) -> LossManager:
         return self
