@@ -34,6 +34,7 @@ __all__ = [
     "LossSeries",
     "export_nectargan",
     "read_log",
+    "summarize_log",
 ]
 
 LOG_FORMAT = "nectarloss.loss_log"
@@ -261,4 +262,31 @@ def export_nectargan(
     out.write_bytes(
         orjson.dumps({"LOSSMANAGER_LOG": {"loss_functions": functions}}, option=orjson.OPT_INDENT_2)
     )
+    return out
+
+
+def summarize_log(
+    log: LossLog | str | os.PathLike[str], weighted: bool = True
+) -> dict[str, dict[str, float]]:
+    """Per-loss statistics of a log: ``last``, ``mean``, ``min``, ``max``, ``weight``, ``count``.
+
+    Statistics use weighted values by default (raw with ``weighted=False``) and skip
+    NaN/Inf values (``nonfinite`` counts them); ``weight`` is the last weight logged.
+    A loss with no finite value reads ``nan``.
+    """
+    parsed = log if isinstance(log, LossLog) else read_log(log)
+    out: dict[str, dict[str, float]] = {}
+    for name, series in parsed.losses.items():
+        values = series.weighted if weighted else series.values
+        finite = [v for v in values if math.isfinite(v)]
+        nan = math.nan
+        out[name] = {
+            "last": values[-1] if values else nan,
+            "mean": math.fsum(finite) / len(finite) if finite else nan,
+            "min": min(finite) if finite else nan,
+            "max": max(finite) if finite else nan,
+            "weight": series.weights[-1] if series.weights else nan,
+            "count": float(len(values)),
+            "nonfinite": float(len(values) - len(finite)),
+        }
     return out

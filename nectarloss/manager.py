@@ -24,7 +24,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from nectarloss.console import format_values, print_line
+from nectarloss.console import (
+    format_values,
+    get_console,
+    print_line,
+    render_text,
+    summary_table,
+)
 from nectarloss.distributed import is_distributed, is_main_rank, mean_across_ranks
 from nectarloss.log import (
     LOG_FILENAME,
@@ -32,6 +38,8 @@ from nectarloss.log import (
     encode_nonfinite,
     export_nectargan,
     header_line,
+    read_log,
+    summarize_log,
 )
 from nectarloss.losses import LossEntry, find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
@@ -739,6 +747,51 @@ class LossManager:
             self._logged_names.update(self._losses)
         out = Path(path) if path is not None else self.experiment_dir / "loss_log.json"
         return export_nectargan(self._writer.path, out)
+
+    def get_confidences(self, loss_name: str) -> Tensor:
+        """Per-sample confidences (sigma*) of the latest batch from a loss's SuperLoss.
+
+        Low confidence marks hard or mislabeled samples. The tensor stays on the device.
+
+        Raises:
+            ValueError: The loss has no SuperLoss modifier, or it has not run yet.
+        """
+        entry = self._entry(loss_name)
+        for modifier in entry.modifiers:
+            confidence = getattr(modifier, "last_confidence", None)
+            if isinstance(confidence, Tensor):
+                if confidence.numel() == 0:
+                    raise ValueError(f"{loss_name}: no confidences yet; compute the loss first.")
+                return confidence
+        raise ValueError(
+            f"{loss_name}: `get_confidences` expected a loss with a SuperLoss modifier, "
+            f"got modifiers {[type(m).__name__ for m in entry.modifiers]}."
+        )
+
+    def summary(self, precision: int = 4, capture: bool = False) -> str | None:
+        """A table per loss: last, mean, min, max (weighted) and weight, over the whole log.
+
+        Flushes first when logging; without a log it covers the latest values only.
+        Prints it with rich, or returns it as plain text with ``capture=True``.
+        """
+        if self._writer is not None:
+            self.update_loss_log()
+            path = self._writer.path
+            stats = summarize_log(read_log(path)) if path.exists() else {}
+        else:
+            values = self.get_loss_values(precision=12)
+            stats = {
+                name: {"last": v, "mean": v, "min": v, "max": v, "count": 1.0}
+                for name, v in values.items()
+            }
+        for name, row in stats.items():
+            if name in self._losses:
+                row["weight"] = self._losses[name].current_weight
+        table = summary_table(stats, title="nectarloss summary", precision=precision)
+        if capture:
+            return render_text(table)
+        get_console().print(table)
+        return None
 
     # ------------------------------------------------------------------ printing
     def print_weights(

@@ -450,3 +450,36 @@ def test_catalog_loss_arity_is_checked(tmp_path: Path) -> None:
     ):
         lm.compute_loss_xy("trip", x, x)
     assert lm.compute_loss("G_L1", x, x).item() == 0.0  # still usable
+
+
+def test_summary_table(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0)
+    for v in (1.0, 3.0, 2.0):
+        lm.compute_loss_xy("a", torch.full((2,), v), torch.zeros(2))
+    text = lm.summary(capture=True)
+    assert text is not None
+    row = next(line for line in text.splitlines() if " a " in line)
+    # weighted values 2, 6, 4: last 4, mean 4, min 2, max 6; weight 2; 3 values
+    assert row.replace("│", " ").split() == [
+        "a",
+        "4.0000",
+        "4.0000",
+        "2.0000",
+        "6.0000",
+        "2.0000",
+        "3",
+    ]
+    off = LossManager(enable_logging=False)
+    off.register_loss_fn("b", nn.L1Loss())
+    off.compute_loss_xy("b", torch.ones(2), torch.zeros(2))
+    assert "1.0000" in (off.summary(capture=True) or "")
+
+
+def test_get_confidences_errors(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("a", nn.L1Loss())
+    with pytest.raises(
+        ValueError, match="a: `get_confidences` expected a loss with a SuperLoss modifier"
+    ):
+        lm.get_confidences("a")
