@@ -1,0 +1,193 @@
+"""SuperLoss as a per-sample modifier with a running threshold kept on the device."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+from nectarloss.functional.super_loss import (
+    _check_regularization,
+    _super_loss_compute,
+    _update_threshold,
+)
+from nectarloss.modifiers.base import LossContext, Modifier
+
+__all__ = ["SuperLoss"]
+
+#: The running estimates of ``tau``.
+THRESHOLD_METHODS = ("exp", "global")
+_MODES = ("train", "eval")
+
+
+def _check_threshold(threshold: object) -> float | str:
+    if isinstance(threshold, str):
+        if threshold not in THRESHOLD_METHODS:
+            raise ValueError(
+                f"SuperLoss: `threshold` expected a float or one of {THRESHOLD_METHODS}, "
+                f"got {threshold!r}."
+            )
+        return threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, Real):
+        raise TypeError(
+            f"SuperLoss: `threshold` expected a float or one of {THRESHOLD_METHODS}, "
+            f"got {type(threshold).__name__} {threshold!r}."
+        )
+    value = float(threshold)
+    if not math.isfinite(value):
+        raise ValueError(f"SuperLoss: `threshold` expected a finite float, got {value!r}.")
+    return value
+
+
+def _check_momentum(momentum: object) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, Real):
+        raise TypeError(
+            f"SuperLoss: `momentum` expected a float in (0, 1], "
+            f"got {type(momentum).__name__} {momentum!r}."
+        )
+    value = float(momentum)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"SuperLoss: `momentum` expected a float in (0, 1], got {value!r}.")
+    return value
+
+
+class SuperLoss(Modifier):
+    """SuperLoss: per-sample confidence weighting for curriculum and noisy-label learning.
+
+    Returns ``(loss - tau) * sigma* + lambda * log(sigma*)^2`` per sample with
+    ``sigma* = exp(-W0(0.5 * max(-2/e, (loss - tau) / lambda)))`` computed from the
+    detached loss, so ``d out / d loss = sigma*`` (see
+    :func:`~nectarloss.functional.super_loss`, the functional twin).
+
+    The threshold ``tau`` is a constant (e.g. ``log(num_classes)`` for cross-entropy) or a
+    running estimate updated from each batch's mean loss before it is used:
+
+    * ``"exp"``: ``tau <- tau - momentum * (tau - mean)``; the first batch sets
+      ``tau = mean`` (a ``torch.where`` on a device flag, no host sync);
+    * ``"global"``: the running mean of all batch means seen, updated as
+      ``tau <- tau + (mean - tau) / n`` with a device counter ``n`` (an incremental mean
+      instead of a running sum, which stays accurate in float32 over long runs).
+
+    Training and evaluation keep separate estimates (``tau_train``, ``tau_eval``,
+    following ``self.training``), saved in ``state_dict``. Empty batches leave them
+    unchanged. The last batch's confidences are in :attr:`last_confidence`.
+
+    Args:
+        threshold: A finite float, ``"exp"`` or ``"global"``.
+        regularization: ``lambda > 0``; the larger, the closer ``sigma*`` stays to 1.
+        momentum: EMA momentum for ``"exp"``, in ``(0, 1]`` (0.1 as in FastEstimator).
+
+    Raises:
+        TypeError: If ``threshold`` is neither a number nor a string (bools included), or
+            ``regularization``/``momentum`` are not numbers.
+        ValueError: If ``threshold`` is NaN, inf or an unknown string,
+            ``regularization <= 0`` or ``momentum`` is outside ``(0, 1]``.
+
+    Shape:
+        - loss: ``[B]``; the context is not used (it may be None).
+        - output: ``[B]``.
+
+    Example:
+        >>> modifier = SuperLoss(threshold=1.0)
+        >>> modifier(torch.tensor([0.0, 1.0, 3.0]))
+        tensor([-1.7183,  0.0000,  1.4559])
+        >>> modifier.last_confidence
+        tensor([2.7183, 1.0000, 0.5671])
+
+    Reference:
+        Castells, Weinzaepfel, Revaud, "SuperLoss: A Generic Loss for Robust Curriculum
+        Learning", NeurIPS 2020.
+    """
+
+    tau_train: Tensor
+    tau_eval: Tensor
+    is_initialized_train: Tensor
+    is_initialized_eval: Tensor
+    count_train: Tensor
+    count_eval: Tensor
+    last_confidence: Tensor
+
+    def __init__(
+        self,
+        threshold: float | str = "exp",
+        regularization: float = 1.0,
+        momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.threshold = _check_threshold(threshold)
+        self.regularization = _check_regularization("SuperLoss", regularization)
+        self.momentum = _check_momentum(momentum)
+        initial = self._initial_tau()
+        for mode in _MODES:
+            self.register_buffer(f"tau_{mode}", torch.tensor(initial, dtype=torch.float32))
+            self.register_buffer(f"is_initialized_{mode}", torch.tensor(False))
+            self.register_buffer(f"count_{mode}", torch.tensor(0, dtype=torch.int64))
+        #: Per-sample confidences ``sigma*`` of the last call (detached, not saved).
+        self.register_buffer("last_confidence", torch.empty(0), persistent=False)
+
+    def _initial_tau(self) -> float:
+        return self.threshold if isinstance(self.threshold, float) else 0.0
+
+    @property
+    def tau(self) -> Tensor:
+        """The current threshold for the current mode (``tau_train`` or ``tau_eval``)."""
+        return self.tau_train if self.training else self.tau_eval
+
+    def reset(self) -> None:
+        """Forget the running thresholds and the last confidences (in place, same device)."""
+        initial = self._initial_tau()
+        for mode in _MODES:
+            getattr(self, f"tau_{mode}").fill_(initial)
+            getattr(self, f"is_initialized_{mode}").fill_(False)
+            getattr(self, f"count_{mode}").zero_()
+        self.last_confidence = self.last_confidence.new_empty(0)
+
+    def _next_tau(self, loss: Tensor) -> Tensor:
+        """Update this mode's running threshold from ``loss`` and return it."""
+        mode = "train" if self.training else "eval"
+        tau: Tensor = getattr(self, f"tau_{mode}")
+        if isinstance(self.threshold, float) or loss.numel() == 0:
+            return tau.clone()
+        is_initialized: Tensor = getattr(self, f"is_initialized_{mode}")
+        count: Tensor = getattr(self, f"count_{mode}")
+        dtype = torch.promote_types(loss.dtype, torch.float32)
+        batch_mean = loss.detach().to(dtype).mean()
+        momentum: Tensor | float
+        if self.threshold == "exp":
+            momentum = self.momentum
+        else:
+            momentum = 1.0 / (count + 1).to(dtype)
+        new_tau = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
+        tau.copy_(new_tau)
+        is_initialized.fill_(True)
+        count.add_(1)
+        return new_tau
+
+    def forward(self, loss: Tensor, context: LossContext | None = None) -> Tensor:
+        """Return the per-sample SuperLoss and update the running threshold.
+
+        Args:
+            loss: Per-sample loss, shape ``[B]``.
+            context: Unused; SuperLoss needs only the loss.
+
+        Returns:
+            The per-sample SuperLoss, shape ``[B]``, float32 or wider.
+        """
+        tau = self._next_tau(loss)
+        out, sigma = _super_loss_compute(loss, tau, self.regularization)
+        self.last_confidence = sigma.detach()
+        return out
+
+    def __call__(self, loss: Tensor, context: LossContext | None = None) -> Tensor:
+        """Run :meth:`forward` through ``nn.Module.__call__`` (hooks included), typed."""
+        out: Tensor = super(Modifier, self).__call__(loss, context)
+        return out
+
+    def extra_repr(self) -> str:
+        """Show the options."""
+        return (
+            f"threshold={self.threshold!r}, regularization={self.regularization}, "
+            f"momentum={self.momentum}"
+        )

@@ -1,0 +1,98 @@
+"""Tests for nectarloss.functional.super_loss and super_loss_confidence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import lambertw as scipy_lambertw
+
+from nectarloss.functional import super_loss, super_loss_confidence
+
+OMEGA = 0.5671432904097838  # W0(1), OEIS A030178; exp(-OMEGA) == OMEGA
+# loss - tau = 2, lambda = 1: beta = 2, sigma* = exp(-W0(1)) = OMEGA,
+# SuperLoss = 2 * OMEGA + OMEGA**2 (closed form, see the super_loss docstring).
+SL_BETA_2 = 2.0 * OMEGA + OMEGA**2
+
+
+def _reference(loss: np.ndarray, tau: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Castells et al. 2020, eq. 5 with scipy's W0 (W0 = -1 where beta <= -2/e).
+
+    In floating point 0.5 * (-2/e) can land just below -1/e, where scipy returns NaN.
+    """
+    beta = (loss - tau) / lam
+    capped = beta <= -2.0 / math.e
+    w = scipy_lambertw(0.5 * np.where(capped, 0.0, beta)).real
+    log_sigma = -np.where(capped, -1.0, w)
+    sigma = np.exp(log_sigma)
+    return (loss - tau) * sigma + lam * log_sigma**2, sigma
+
+
+def test_closed_form_values() -> None:
+    out = super_loss(torch.tensor([1.0, 3.0], dtype=torch.float64), tau=1.0)
+    torch.testing.assert_close(
+        out, torch.tensor([0.0, SL_BETA_2], dtype=torch.float64), rtol=1e-12, atol=1e-15
+    )
+    sigma = super_loss_confidence(torch.tensor([1.0, 3.0], dtype=torch.float64), tau=1.0)
+    torch.testing.assert_close(sigma, torch.tensor([1.0, OMEGA], dtype=torch.float64))
+
+
+def test_beta_capped_at_minus_two_over_e() -> None:
+    # beta = -5 < -2/e: W0(-1/e) = -1, sigma* = e, SuperLoss = (l - tau) e + lambda.
+    loss = torch.tensor([0.0], dtype=torch.float64)
+    sigma = super_loss_confidence(loss, tau=5.0, regularization=1.0)
+    torch.testing.assert_close(sigma, torch.tensor([math.e], dtype=torch.float64))
+    out = super_loss(loss, tau=5.0, regularization=1.0)
+    torch.testing.assert_close(out, torch.tensor([-5.0 * math.e + 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("lam", [0.25, 1.0, 4.0])
+def test_matches_scipy_reference(lam: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    loss = torch.rand(256, generator=gen, dtype=torch.float64) * 6.0
+    ref_out, ref_sigma = _reference(loss.numpy(), tau=2.0, lam=lam)
+    out = super_loss(loss, tau=2.0, regularization=lam)
+    sigma = super_loss_confidence(loss, tau=2.0, regularization=lam)
+    np.testing.assert_allclose(out.numpy(), ref_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sigma.numpy(), ref_sigma, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_wrt_loss_is_exactly_sigma(dtype: torch.dtype) -> None:
+    loss = (torch.rand(64, dtype=dtype) * 5.0).requires_grad_(True)
+    tau = torch.tensor(1.5, dtype=dtype, requires_grad=True)
+    out = super_loss(loss, tau, regularization=0.5)
+    grad_loss, grad_tau = torch.autograd.grad(out.sum(), (loss, tau), allow_unused=True)
+    sigma = super_loss_confidence(loss, tau, regularization=0.5)
+    assert torch.equal(grad_loss, sigma)
+    assert grad_tau is None  # tau is treated as a constant
+
+
+def test_large_regularization_tends_to_shifted_loss() -> None:
+    loss = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    out = super_loss(loss, tau=1.0, regularization=1e6)
+    torch.testing.assert_close(out, loss - 1.0, rtol=0.0, atol=1e-5)
+
+
+def test_half_precision_loss_is_computed_in_float32() -> None:
+    loss = torch.tensor([0.5, 2.0], dtype=torch.float16)
+    out = super_loss(loss, tau=1.0)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, super_loss(loss.float(), tau=1.0))
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (0.0, ValueError, r"super_loss: `regularization` expected a finite float > 0, got 0.0"),
+        (-1.0, ValueError, r"expected a finite float > 0, got -1.0"),
+        (math.nan, ValueError, r"expected a finite float > 0, got nan"),
+        (True, TypeError, r"super_loss: `regularization` expected a float > 0, got bool"),
+        ("1", TypeError, r"expected a float > 0, got str"),
+    ],
+)
+def test_regularization_validation(value: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        super_loss(torch.ones(2), tau=1.0, regularization=value)  # type: ignore[arg-type]

@@ -1,0 +1,177 @@
+"""Tests for the Sangoi modifier."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor
+
+from nectarloss.functional import sangoi
+from nectarloss.modifiers import LossContext, NoiseSchedule, Sangoi
+
+SCHEDULE = NoiseSchedule.scaled_linear()
+
+
+def seed_sangoi_weight(snr: Tensor, predicted: Tensor, target: Tensor) -> Tensor:
+    """Inline copy of the seed formula (OneTrainer _sangoi_loss_modifier), the reference."""
+    snr = torch.clamp(snr, min=1e-4, max=100)
+    epsilon = 1e-8
+    mape = torch.abs((target - predicted) / (target + epsilon))
+    mape = torch.clamp(mape, min=0, max=1)
+    mape = mape.mean(dim=[1, 2, 3])
+    snr_weight = torch.log(snr + 1)
+    mape_reward = 1 - mape
+    return torch.exp(-mape_reward * snr_weight)
+
+
+def _batch(shape: tuple[int, ...], seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.randn(shape, generator=gen)
+    prediction = target + 0.3 * torch.randn(shape, generator=gen)
+    timesteps = torch.randint(0, 1000, (shape[0],), generator=gen)
+    loss = (prediction - target).square().flatten(1).mean(1)
+    return loss, prediction, target, timesteps
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (4, 16, 8), (4, 3, 8, 8), (4, 2, 3, 8, 8)])
+def test_module_equals_functional_any_rank(shape: tuple[int, ...]) -> None:
+    loss, prediction, target, timesteps = _batch(shape)
+    ctx = LossContext("mse", (prediction, target), timesteps=timesteps)
+    out = Sangoi(SCHEDULE)(loss, ctx)
+    assert out.shape == (shape[0],)
+    torch.testing.assert_close(out, sangoi(loss, SCHEDULE.snr(timesteps), prediction, target))
+
+
+def test_seed_exact_bit_for_bit() -> None:
+    loss, prediction, target, timesteps = _batch((6, 4, 16, 16))
+    ctx = LossContext("mse", (prediction, target), timesteps=timesteps)
+    out = Sangoi(SCHEDULE, seed_exact=True)(loss, ctx)
+    expected = loss * seed_sangoi_weight(SCHEDULE.snr(timesteps), prediction, target)
+    assert torch.equal(out, expected)
+
+
+def test_mask_from_context_extra() -> None:
+    loss, prediction, target, timesteps = _batch((3, 2, 6, 6))
+    mask = torch.zeros(3, 1, 6, 6, dtype=torch.bool)
+    mask[..., :2] = True
+    ctx = LossContext("mse", (prediction, target), timesteps=timesteps, extra={"mask": mask})
+    snr = SCHEDULE.snr(timesteps)
+    torch.testing.assert_close(
+        Sangoi(SCHEDULE)(loss, ctx), sangoi(loss, snr, prediction, target, mask=mask)
+    )
+    ignored = Sangoi(SCHEDULE, mask_key=None)(loss, ctx)
+    torch.testing.assert_close(ignored, sangoi(loss, snr, prediction, target))
+    custom = LossContext("mse", (prediction, target), timesteps=timesteps, extra={"valid": mask})
+    torch.testing.assert_close(
+        Sangoi(SCHEDULE, mask_key="valid")(loss, custom),
+        sangoi(loss, snr, prediction, target, mask=mask),
+    )
+    with pytest.raises(
+        ValueError, match=r"mse: modifier Sangoi: `mask` expected None with seed_exact=True"
+    ):
+        Sangoi(SCHEDULE, seed_exact=True)(loss, ctx)
+
+
+def test_detach_option() -> None:
+    _, prediction, target, timesteps = _batch((2, 3, 4, 4))
+    prediction.requires_grad_(True)
+    loss = torch.ones(2, requires_grad=True)  # the weight is the only path to prediction
+    ctx = LossContext("mse", (prediction, target), timesteps=timesteps)
+    (grad_detached,) = torch.autograd.grad(
+        Sangoi(SCHEDULE)(loss, ctx).sum(), prediction, allow_unused=True
+    )
+    assert grad_detached is None
+    (grad,) = torch.autograd.grad(Sangoi(SCHEDULE, detach=False)(loss, ctx).sum(), prediction)
+    assert grad.abs().sum() > 0
+
+
+def test_requires_timesteps_and_target() -> None:
+    loss, prediction, target, _ = _batch((2, 4))
+    assert Sangoi.requires_timesteps
+    with pytest.raises(ValueError, match=r"G_L2: modifier Sangoi expected `timesteps`"):
+        Sangoi(SCHEDULE)(loss, LossContext("G_L2", (prediction, target)))
+    with pytest.raises(ValueError, match=r"G_L2: a modifier expected a target as the second input"):
+        Sangoi(SCHEDULE)(loss, LossContext("G_L2", (prediction,), timesteps=torch.tensor([1, 2])))
+
+
+def test_shape_errors() -> None:
+    loss, prediction, target, timesteps = _batch((2, 4))
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"modifier Sangoi: `prediction` expected shape \[B, \.\.\.\] with B matching "
+            r"the per-sample loss shape \(3,\), got \(2, 4\)"
+        ),
+    ):
+        Sangoi(SCHEDULE)(
+            torch.ones(3), LossContext("mse", (prediction, target), timesteps=timesteps)
+        )
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"modifier Sangoi: `timesteps` expected a shape broadcastable to the loss "
+            r"shape \(2,\), got \(3,\)"
+        ),
+    ):
+        Sangoi(SCHEDULE)(
+            loss, LossContext("mse", (prediction, target), timesteps=torch.tensor([1, 2, 3]))
+        )
+    with pytest.raises(
+        ValueError, match=r"`target` expected the prediction's shape \(2, 4\), got \(2, 5\)"
+    ):
+        Sangoi(SCHEDULE)(
+            loss, LossContext("mse", (prediction, torch.ones(2, 5)), timesteps=timesteps)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"eps": -1.0}, ValueError, r"Sangoi: `eps` expected a finite float > 0, got -1.0"),
+        ({"snr_range": (5.0, 1.0)}, ValueError, r"Sangoi: `snr_range` expected 0 <= low < high"),
+        ({"detach": 1}, TypeError, r"Sangoi: `detach` expected a bool, got int 1"),
+        ({"mask_key": 3}, TypeError, r"Sangoi: `mask_key` expected a str or None, got int"),
+    ],
+)
+def test_option_validation(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        Sangoi(SCHEDULE, **kwargs)  # type: ignore[arg-type]
+
+
+def test_state_dict_and_scheduler_object() -> None:
+    modifier = Sangoi(
+        SimpleNamespace(alphas_cumprod=torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64))
+    )
+    assert list(modifier.state_dict()) == ["noise_schedule.snr_table"]
+    torch.testing.assert_close(modifier.noise_schedule.snr_table, torch.tensor([9.0, 1.0, 1 / 9]))
+    assert "seed_exact=False" in repr(modifier)
+
+
+def test_half_precision_inputs_give_float32() -> None:
+    loss, prediction, target, timesteps = _batch((2, 3, 4, 4))
+    ctx = LossContext("mse", (prediction.half(), target.half()), timesteps=timesteps)
+    out = Sangoi(SCHEDULE)(loss.half(), ctx)
+    assert out.dtype == torch.float32
+    assert Sangoi(SCHEDULE, upcast=False)(loss.half(), ctx).dtype == torch.float16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_without_sync() -> None:
+    loss, prediction, target, timesteps = _batch((4, 3, 8, 8))
+    mask = torch.rand(4, 1, 8, 8) > 0.5
+    cpu_ctx = LossContext("mse", (prediction, target), timesteps=timesteps, extra={"mask": mask})
+    cuda_ctx = LossContext(
+        "mse",
+        (prediction.cuda(), target.cuda()),
+        timesteps=timesteps.cuda(),
+        extra={"mask": mask.cuda()},
+    )
+    modifier = Sangoi(NoiseSchedule.scaled_linear()).cuda()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = modifier(loss.cuda(), cuda_ctx)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(out.cpu(), Sangoi(SCHEDULE)(loss, cpu_ctx))

@@ -1,0 +1,212 @@
+"""Tests for the SuperLoss modifier (running threshold, state, confidences)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import lambertw as scipy_lambertw
+
+from nectarloss.functional import super_loss, super_loss_confidence
+from nectarloss.modifiers import LossContext, SuperLoss
+
+CONTEXT = LossContext("ce", (torch.zeros(3),))
+BATCH_1 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # mean 2.0
+BATCH_2 = torch.tensor([4.0, 6.0, 8.0], dtype=torch.float64)  # mean 6.0
+# FastEstimator 'exp': first batch tau = 2.0, then tau = 2.0 - 0.1 * (2.0 - 6.0) = 2.4.
+EXP_TAU_AFTER_2 = 2.4
+# 'global': mean of batch means (2.0 + 6.0) / 2.
+GLOBAL_TAU_AFTER_2 = 4.0
+
+
+def _fastestimator_reference(losses: list[np.ndarray], lam: float) -> list[np.ndarray]:
+    """Inline re-implementation of FastEstimator's SuperLoss (threshold='exp') with scipy.
+
+    Uses the spec's max(-2/e, beta) cap, with W0(-1/e) = -1 exactly.
+    """
+    outputs, tau, initialized = [], 0.0, False
+    for loss in losses:
+        tau = tau - 0.1 * (tau - loss.mean()) if initialized else loss.mean()
+        initialized = True
+        beta = (loss - tau) / lam
+        capped = beta <= -2.0 / math.e
+        w = np.where(capped, -1.0, scipy_lambertw(0.5 * np.where(capped, 0.0, beta)).real)
+        outputs.append((loss - tau) * np.exp(-w) + lam * w**2)
+    return outputs
+
+
+def test_constant_threshold_equals_functional() -> None:
+    modifier = SuperLoss(threshold=math.log(10), regularization=0.5)
+    loss = torch.rand(8) * 4
+    torch.testing.assert_close(modifier(loss, CONTEXT), super_loss(loss, math.log(10), 0.5))
+    torch.testing.assert_close(
+        modifier.last_confidence, super_loss_confidence(loss, math.log(10), 0.5)
+    )
+    assert modifier.tau.item() == pytest.approx(math.log(10))
+
+
+def test_exp_threshold_updates() -> None:
+    modifier = SuperLoss("exp")
+    modifier(BATCH_1, CONTEXT)
+    assert modifier.tau_train.item() == pytest.approx(2.0)
+    out = modifier(BATCH_2, CONTEXT)
+    assert modifier.tau_train.item() == pytest.approx(EXP_TAU_AFTER_2)
+    torch.testing.assert_close(out, super_loss(BATCH_2, EXP_TAU_AFTER_2, 1.0))
+    assert bool(modifier.is_initialized_train) and int(modifier.count_train) == 2
+
+
+def test_exp_matches_fastestimator_reference() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.rand(16, generator=gen, dtype=torch.float64) * 5 for _ in range(5)]
+    modifier = SuperLoss("exp", regularization=0.7)
+    ours = [modifier(b, CONTEXT).numpy() for b in batches]
+    reference = _fastestimator_reference([b.numpy() for b in batches], lam=0.7)
+    for got, want in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_global_threshold_is_mean_of_batch_means() -> None:
+    modifier = SuperLoss("global")
+    modifier(BATCH_1, CONTEXT)
+    modifier(BATCH_2, CONTEXT)
+    assert modifier.tau_train.item() == pytest.approx(GLOBAL_TAU_AFTER_2)
+    means = [float(x) for x in range(1, 101)]
+    for m in means:
+        modifier(torch.full((4,), m), CONTEXT)
+    expected = (2.0 + 6.0 + sum(means)) / 102
+    assert modifier.tau_train.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_train_and_eval_thresholds_are_separate() -> None:
+    modifier = SuperLoss("exp")
+    modifier(BATCH_1, CONTEXT)
+    modifier.eval()
+    modifier(BATCH_2, CONTEXT)
+    assert modifier.tau_train.item() == pytest.approx(2.0)
+    assert modifier.tau_eval.item() == pytest.approx(6.0)
+    assert modifier.tau is modifier.tau_eval
+    modifier.train()
+    assert modifier.tau is modifier.tau_train
+
+
+def test_state_dict_round_trip() -> None:
+    modifier = SuperLoss("exp", regularization=2.0)
+    modifier(BATCH_1, CONTEXT)
+    modifier(BATCH_2, CONTEXT)
+    state = modifier.state_dict()
+    assert set(state) == {
+        "tau_train",
+        "tau_eval",
+        "is_initialized_train",
+        "is_initialized_eval",
+        "count_train",
+        "count_eval",
+    }
+    restored = SuperLoss("exp", regularization=2.0)
+    restored.load_state_dict(state)
+    for key, value in state.items():
+        assert torch.equal(restored.state_dict()[key], value)
+    next_batch = torch.tensor([0.5, 1.5, 9.0], dtype=torch.float64)
+    torch.testing.assert_close(restored(next_batch, CONTEXT), modifier(next_batch, CONTEXT))
+
+
+def test_reset() -> None:
+    modifier = SuperLoss("global")
+    modifier(BATCH_2, CONTEXT)
+    modifier.reset()
+    assert modifier.tau_train.item() == 0.0
+    assert not bool(modifier.is_initialized_train)
+    assert int(modifier.count_train) == 0
+    assert modifier.last_confidence.numel() == 0
+    modifier(BATCH_1, CONTEXT)
+    assert modifier.tau_train.item() == pytest.approx(2.0)
+    constant = SuperLoss(1.5)
+    constant.reset()
+    assert constant.tau_train.item() == 1.5
+
+
+def test_gradient_wrt_loss_is_confidence() -> None:
+    modifier = SuperLoss("exp")
+    loss = (torch.rand(32) * 3).requires_grad_(True)
+    out = modifier(loss, CONTEXT)
+    (grad,) = torch.autograd.grad(out.sum(), loss)
+    assert torch.equal(grad, modifier.last_confidence)
+    assert not modifier.last_confidence.requires_grad
+    assert "last_confidence" not in modifier.state_dict()
+
+
+def test_empty_batch_keeps_threshold_and_context_is_optional() -> None:
+    modifier = SuperLoss("exp")
+    modifier(BATCH_1)
+    out = modifier(torch.empty(0, dtype=torch.float64))
+    assert out.shape == (0,)
+    assert modifier.tau_train.item() == pytest.approx(2.0)
+    assert not SuperLoss.requires_timesteps
+
+
+def test_half_loss_and_dtype_move() -> None:
+    modifier = SuperLoss("exp")
+    out = modifier(torch.tensor([1.0, 2.0], dtype=torch.float16))
+    assert out.dtype == torch.float32
+    assert modifier.to(torch.float64).tau_train.dtype == torch.float64
+    assert modifier.is_initialized_train.dtype == torch.bool
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"threshold": "mean"},
+            ValueError,
+            r"SuperLoss: `threshold` expected a float or one of \('exp', 'global'\), got 'mean'",
+        ),
+        (
+            {"threshold": True},
+            TypeError,
+            r"SuperLoss: `threshold` expected a float or one of \('exp', 'global'\), got bool True",
+        ),
+        (
+            {"threshold": None},
+            TypeError,
+            r"`threshold` expected a float or one of .*, got NoneType",
+        ),
+        (
+            {"threshold": math.nan},
+            ValueError,
+            r"SuperLoss: `threshold` expected a finite float, got nan",
+        ),
+        (
+            {"regularization": 0.0},
+            ValueError,
+            r"SuperLoss: `regularization` expected a finite float > 0, got 0.0",
+        ),
+        (
+            {"regularization": "1"},
+            TypeError,
+            r"SuperLoss: `regularization` expected a float > 0, got str",
+        ),
+        (
+            {"momentum": 0.0},
+            ValueError,
+            r"SuperLoss: `momentum` expected a float in \(0, 1\], got 0.0",
+        ),
+    ],
+)
+def test_validation(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        SuperLoss(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_state_and_no_sync() -> None:
+    modifier = SuperLoss("exp").cuda()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in (BATCH_1, BATCH_2):
+            modifier(batch.float().cuda())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert modifier.tau_train.device.type == "cuda"
+    assert modifier.tau_train.item() == pytest.approx(EXP_TAU_AFTER_2)
