@@ -131,11 +131,12 @@ def _min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
 def _debiased_estimation_weight(
     snr: Tensor, prediction: str, snr_range: tuple[float, float]
 ) -> Tensor:
-    snr = snr.detach().to(_weight_dtype(snr)).clamp(min=snr_range[0], max=snr_range[1])
+    snr = snr.detach().to(_weight_dtype(snr))
+    if prediction == "v_prediction":  # SNR + 1 >= 1: no clamp needed
+        return torch.rsqrt(snr + 1.0)
+    snr = snr.clamp(min=snr_range[0], max=snr_range[1])
     if prediction == "epsilon":
         return torch.rsqrt(snr)
-    if prediction == "v_prediction":
-        return 1.0 / (snr + 1.0)
     return torch.sqrt(snr)
 
 
@@ -216,14 +217,13 @@ def debiased_estimation_weight(
 ) -> Tensor:
     """Debiased-estimation weight, as in kohya-ss sd-scripts.
 
-    The SNR is clamped to ``snr_range`` first (kohya clamps it at 1000; the lower bound
-    keeps the weight finite where the SNR is 0). Then:
+    For ``"epsilon"`` and ``"sample"`` the SNR is clamped to ``snr_range`` first (kohya
+    clamps it at 1000; the lower bound keeps the weight finite where the SNR is 0). Then:
 
     * ``"epsilon"``: ``1 / sqrt(SNR)`` (Yu et al., and kohya);
-    * ``"v_prediction"``: ``1 / (SNR + 1)``, kohya's choice
-      (``apply_debiased_estimation(..., v_prediction=True)``), kept so that runs match
-      kohya. Note it is not the epsilon weight carried over to the v loss, which would be
-      ``sqrt(SNR) / (SNR + 1)``;
+    * ``"v_prediction"``: ``1 / sqrt(SNR + 1)``: the v target's SNR is ``SNR + 1``
+      relative to the epsilon loss, so the same debiasing applies to it. (kohya's
+      sd-scripts uses ``1 / (SNR + 1)`` here; this library follows the project spec);
     * ``"sample"``: ``sqrt(SNR)``, the epsilon weight carried over to the x0 loss
       (``loss_x0 = loss_eps / SNR``).
 

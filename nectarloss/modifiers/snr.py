@@ -124,8 +124,8 @@ class DebiasedEstimation(_SNRWeighting):
     """Debiased-estimation weighting of the per-sample diffusion loss (kohya-ss style).
 
     The SNR is clamped to ``snr_range`` (kohya clamps at 1000), then the loss is
-    multiplied by ``1 / sqrt(SNR)`` (``"epsilon"``), ``1 / (SNR + 1)``
-    (``"v_prediction"``, as kohya) or ``sqrt(SNR)`` (``"sample"``); see
+    multiplied by ``1 / sqrt(SNR)`` (``"epsilon"``), ``1 / sqrt(SNR + 1)``
+    (``"v_prediction"``, unclamped) or ``sqrt(SNR)`` (``"sample"``); see
     :func:`~nectarloss.functional.debiased_estimation_weight` for the reasoning. Functional
     twin: :func:`~nectarloss.functional.debiased_estimation`.
 

