@@ -12,6 +12,7 @@ from torch import nn
 
 from nectarloss import LossManager, read_log
 from nectarloss.log import LOG_FILENAME
+from nectarloss.modifiers import SuperLoss
 
 WORLD = 2
 STEPS = 12
@@ -41,7 +42,11 @@ def worker(rank: int, port: int, exp: str, out: str) -> None:
         x = torch.zeros(3)
         for step in range(STEPS):
             lm.compute_loss_xy("a", x + (rank + 1) * (step + 1), x)  # rank r: (r + 1)(step + 1)
-        values = lm.get_loss_values(precision=6, weighted=False)
+        sl = SuperLoss(threshold="exp", sync_ranks=True)
+        lm.register_loss_fn("sl", nn.L1Loss(reduction="none"), modifiers=[sl])
+        lm.compute_loss_xy("sl", torch.full((2, 3), float(rank + 1)), torch.zeros(2, 3))
+        torch.save(sl.tau.clone(), os.path.join(out, f"tau{rank}.pt"))
+        values = lm.get_loss_values(query=["a"], precision=6, weighted=False)
         lm.update_loss_log()
         torch.save((values, calls["all_reduce"]), os.path.join(out, f"values{rank}.pt"))
     finally:
@@ -63,5 +68,9 @@ def test_two_ranks_average_and_single_writer(tmp_path: Path) -> None:
     v0, calls0 = torch.load(tmp_path / "values0.pt", weights_only=True)
     v1, calls1 = torch.load(tmp_path / "values1.pt", weights_only=True)
     assert v0 == v1 == {"a": 1.5 * STEPS}
-    # one collective per flush (two automatic, one final) and one for the query; none per step
-    assert calls0 == calls1 == 4
+    # one collective per flush (two automatic, one final), one for the query, and one for
+    # the SuperLoss step with sync_ranks; none per step otherwise
+    assert calls0 == calls1 == 5
+    tau0 = torch.load(tmp_path / "tau0.pt", weights_only=True)
+    tau1 = torch.load(tmp_path / "tau1.pt", weights_only=True)
+    assert tau0.item() == tau1.item() == 1.5  # mean of the ranks' batch means 1 and 2

@@ -8,6 +8,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from nectarloss.distributed import mean_across_ranks
 from nectarloss.functional.super_loss import (
     _check_regularization,
     _super_loss_compute,
@@ -78,6 +79,9 @@ class SuperLoss(Modifier):
         threshold: A finite float, ``"exp"`` or ``"global"``.
         regularization: ``lambda > 0``; the larger, the closer ``sigma*`` stays to 1.
         momentum: EMA momentum for ``"exp"``, in ``(0, 1]`` (0.1 as in FastEstimator).
+        sync_ranks: Under ``torch.distributed``, average each batch mean over all ranks
+            (one ``all_reduce`` per call, no host sync) so every rank keeps the same
+            ``tau``. Ignored outside a process group.
 
     Raises:
         TypeError: If ``threshold`` is neither a number nor a string (bools included), or
@@ -114,8 +118,14 @@ class SuperLoss(Modifier):
         threshold: float | str = "exp",
         regularization: float = 1.0,
         momentum: float = 0.1,
+        sync_ranks: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(sync_ranks, bool):
+            raise TypeError(
+                f"SuperLoss: `sync_ranks` expected a bool, got {type(sync_ranks).__name__}."
+            )
+        self.sync_ranks = sync_ranks
         self.threshold = _check_threshold(threshold)
         self.regularization = _check_regularization("SuperLoss", regularization)
         self.momentum = _check_momentum(momentum)
@@ -154,6 +164,8 @@ class SuperLoss(Modifier):
         count: Tensor = getattr(self, f"count_{mode}")
         dtype = torch.promote_types(loss.dtype, torch.float32)
         batch_mean = loss.detach().to(dtype).mean()
+        if self.sync_ranks:
+            batch_mean = mean_across_ranks(batch_mean).to(dtype)
         momentum: Tensor | float
         if self.threshold == "exp":
             momentum = self.momentum
