@@ -43,6 +43,7 @@ from nectarloss.log import (
 )
 from nectarloss.losses import LossEntry, find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
+from nectarloss.modifiers.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import track
@@ -181,6 +182,10 @@ class LossManager:
         nonfinite_check: ``"flush"`` (default, free) or ``"step"``: check every call
             and raise before a bad value reaches the optimizer. ``"step"`` reads one
             value back per call, so it synchronises with the device.
+        check_timesteps: Check on every call that ``timesteps`` lie in each modifier's
+            noise table and raise a clear error otherwise. Off by default because it
+            reads the timesteps back (a sync); without it out-of-range timesteps are
+            clamped to the table.
 
     Example:
         >>> lm = LossManager(enable_logging=False)
@@ -201,6 +206,7 @@ class LossManager:
         fsync: bool = False,
         nonfinite: NonFinitePolicy = "warn",
         nonfinite_check: Literal["flush", "step"] = "flush",
+        check_timesteps: bool = False,
     ) -> None:
         if nonfinite not in ("warn", "raise", "ignore"):
             raise ValueError(
@@ -213,6 +219,7 @@ class LossManager:
             )
         self.nonfinite = nonfinite
         self.check_every_step = nonfinite_check == "step"
+        self.check_timesteps = bool(check_timesteps)
         self._nonfinite_counts: dict[str, int] = {}
         if isinstance(history_buffer_size, bool) or not isinstance(history_buffer_size, int):
             raise TypeError(
@@ -507,6 +514,8 @@ class LossManager:
                 f"{entry.name}: modifiers need a per-sample loss, but the loss function "
                 "returned a scalar; construct it with reduction='none'."
             )
+        if self.check_timesteps and timesteps is not None:
+            self._check_timesteps(entry, timesteps)
         per_sample = out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out
         ctx = LossContext(
             loss_name=entry.name,
@@ -524,6 +533,19 @@ class LossManager:
                 )
             per_sample = modified
         return per_sample.mean()
+
+    @staticmethod
+    def _check_timesteps(entry: LMLoss, timesteps: Tensor) -> None:
+        for modifier in entry.modifiers:
+            noise = getattr(modifier, "noise_schedule", None)
+            if isinstance(noise, NoiseSchedule):
+                try:
+                    noise.check_timesteps(timesteps)
+                except (ValueError, TypeError) as exc:
+                    detail = str(exc).removeprefix("NoiseSchedule: ")
+                    raise type(exc)(
+                        f"{entry.name}: modifier {type(modifier).__name__}: {detail}"
+                    ) from exc
 
     def compute_loss_xy(
         self, loss_name: str, x: Tensor, y: Tensor, epoch: int | None = None, **context: Any

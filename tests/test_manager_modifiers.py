@@ -141,3 +141,20 @@ def test_superloss_tau_survives_checkpoint(tmp_path: Path) -> None:
         read_log(tmp_path / "a" / LOG_FILENAME).losses
         == read_log(tmp_path / "b" / LOG_FILENAME).losses
     )
+
+
+def test_out_of_range_timesteps(schedule: NoiseSchedule) -> None:
+    strict = LossManager(enable_logging=False, check_timesteps=True)
+    strict.register_loss_fn("denoise", nn.MSELoss(reduction="none"), modifiers=[MinSNR(schedule)])
+    x = torch.randn(2, 4)
+    with pytest.raises(
+        ValueError,
+        match=r"denoise: modifier MinSNR: `timesteps` expected values in \[0, 999\], got 1000",
+    ):
+        strict.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 1000]))
+    strict.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 999]))  # still usable
+    lenient = LossManager(enable_logging=False)
+    lenient.register_loss_fn("denoise", nn.MSELoss(reduction="none"), modifiers=[MinSNR(schedule)])
+    clamped = lenient.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 1000]))
+    at_end = lenient.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 999]))
+    assert torch.equal(clamped, at_end)
