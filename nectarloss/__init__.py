@@ -4,10 +4,17 @@ Register named, weighted, scheduled loss terms, run them without host syncs, que
 them by name or tag, and log every value to a JSON Lines file.
 """
 
-from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log
-from nectarloss.manager import LogWriteError, LossManager, UnknownLossError
+from nectarloss.errors import (
+    LogWriteError,
+    NonFiniteLossError,
+    NonFiniteLossWarning,
+    UnknownLossError,
+)
+from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log, summarize_log
+from nectarloss.manager import LossManager
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.schedules import Schedule
+from nectarloss.testing import SyncCounter
 
 __version__ = "0.1.0"
 
@@ -18,9 +25,13 @@ __all__ = [
     "LossLog",
     "LossManager",
     "LossSeries",
+    "NonFiniteLossError",
+    "NonFiniteLossWarning",
     "Schedule",
+    "SyncCounter",
     "UnknownLossError",
     "__version__",
     "export_nectargan",
     "read_log",
+    "summarize_log",
 ]

@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -31,7 +30,13 @@ from nectarloss.console import (
     render_text,
     summary_table,
 )
-from nectarloss.distributed import is_distributed, is_main_rank, mean_across_ranks
+from nectarloss.distributed import is_distributed, is_main_rank
+from nectarloss.errors import (
+    LogWriteError,
+    NonFiniteLossError,
+    NonFiniteLossWarning,
+    UnknownLossError,
+)
 from nectarloss.log import (
     LOG_FILENAME,
     LossLogWriter,
@@ -41,127 +46,20 @@ from nectarloss.log import (
     read_log,
     summarize_log,
 )
-from nectarloss.losses import LossEntry, find_loss_entry
+from nectarloss.losses import find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
 from nectarloss.modifiers.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import track
+from nectarloss.transfer import tensors_to_host
+from nectarloss.validation import check_inputs, check_name, check_tags, shape_of
 
-__all__ = [
-    "LogWriteError",
-    "LossManager",
-    "NonFiniteLossError",
-    "NonFiniteLossWarning",
-    "UnknownLossError",
-    "tensors_to_host",
-]
+__all__ = ["LossManager"]
 
 NonFinitePolicy = Literal["warn", "raise", "ignore"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
-
-
-class LogWriteError(OSError):
-    """A flush could not write the log. The buffered values are kept for the next flush."""
-
-
-class NonFiniteLossError(ValueError):
-    """A loss produced NaN or Inf (``nonfinite="raise"`` or ``nonfinite_check="step"``)."""
-
-
-class NonFiniteLossWarning(UserWarning):
-    """A loss produced NaN or Inf (``nonfinite="warn"``, reported at flush time)."""
-
-
-class UnknownLossError(KeyError):
-    """No loss registered under the requested name (a ``KeyError`` with a readable message)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def tensors_to_host(tensors: Sequence[Tensor], across_ranks: bool = False) -> list[list[float]]:
-    """Copy 1-D float tensors to host lists with one transfer per device.
-
-    Tensors on the same device are concatenated there first, so ``n`` buffers on one
-    GPU cost a single device-to-host copy. With ``across_ranks`` (under DDP) the
-    concatenation is averaged over all ranks first, with one ``all_reduce``.
-    """
-    by_device: dict[torch.device, list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(i)
-    out: list[list[float]] = [[] for _ in tensors]
-    for indices in by_device.values():
-        parts = [tensors[i].reshape(-1) for i in indices]
-        joined = torch.cat(parts)
-        if across_ranks:
-            joined = mean_across_ranks(joined)
-        flat: list[float] = joined.tolist()
-        offset = 0
-        for i, part in zip(indices, parts, strict=True):
-            out[i] = flat[offset : offset + part.numel()]
-            offset += part.numel()
-    return out
-
-
-def _shape_of(x: Any) -> Any:
-    return x.shape if isinstance(x, Tensor) else None
-
-
-def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> None:
-    """Check a catalog loss's inputs: Tensors, one device, equal shapes where element-wise.
-
-    Raises:
-        TypeError: An input is not a Tensor.
-        ValueError: Devices differ, or an element-wise loss got shapes that differ.
-    """
-    first = inputs[0]
-    names = catalog.inputs
-    for name, x in zip(names, inputs, strict=True):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{owner}: `{name}` expected a Tensor, got {type(x).__name__}.")
-        if x.device != first.device:
-            raise ValueError(
-                f"{owner}: `{name}` expected a tensor on {first.device} like `{names[0]}`, "
-                f"got {x.device}."
-            )
-    if catalog.same_shape and inputs[1].shape != first.shape:
-        raise ValueError(
-            f"{owner}: `{names[1]}` expected shape {tuple(first.shape)} like `{names[0]}`, "
-            f"got {tuple(inputs[1].shape)}."
-        )
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"LossManager: `loss_name` expected a str, got {type(name).__name__}.")
-    if not name or name.strip() != name:
-        raise ValueError(
-            f"LossManager: `loss_name` expected a non-empty name without surrounding spaces, "
-            f"got {name!r}."
-        )
-    bad = [c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")]
-    if bad:
-        raise ValueError(
-            f"LossManager: `loss_name` expected no path separators or control characters, "
-            f"got {name!r}."
-        )
-    return name
-
-
-def _check_tags(owner: str, tags: object) -> list[str]:
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        return [tags]
-    if not isinstance(tags, Iterable):
-        raise TypeError(f"{owner}: `tags` expected a list of str, got {type(tags).__name__}.")
-    out = list(tags)
-    for tag in out:
-        if not isinstance(tag, str):
-            raise TypeError(f"{owner}: `tags` expected a list of str, got item {tag!r}.")
-    return out
 
 
 class LossManager:
@@ -296,18 +194,18 @@ class LossManager:
             TypeError: ``loss_fn`` not callable, or a wrong type for another argument.
         """
         entry = LMLoss(
-            name=_check_name(loss_name),
+            name=check_name(loss_name),
             function=loss_fn,
             loss_weight=loss_weight,
             schedule=schedule,
-            tags=_check_tags(str(loss_name), tags),
+            tags=check_tags(str(loss_name), tags),
             modifiers=list(modifiers) if modifiers is not None else [],
         )
         self._register(entry)
         return entry
 
     def _validated(self, entry: LMLoss) -> LMLoss:
-        name = _check_name(entry.name)
+        name = check_name(entry.name)
         if name in self._losses:
             raise ValueError(f"LossManager: a loss named {name!r} is already registered.")
         if not callable(entry.function):
@@ -321,7 +219,7 @@ class LossManager:
                 f"{name}: `schedule` expected a Schedule or None, "
                 f"got {type(entry.schedule).__name__}."
             )
-        entry.tags = _check_tags(name, entry.tags)
+        entry.tags = check_tags(name, entry.tags)
         for m in entry.modifiers:
             if not isinstance(m, Modifier):
                 raise TypeError(
@@ -443,7 +341,7 @@ class LossManager:
         if catalog is not None:
             if len(inputs) != catalog.arity:
                 catalog.check_arity(len(inputs), owner=entry.name)
-            if catalog.same_shape and _shape_of(inputs[1]) != _shape_of(inputs[0]):
+            if catalog.same_shape and shape_of(inputs[1]) != shape_of(inputs[0]):
                 check_inputs(entry.name, catalog, inputs)
         step = entry.num_steps
         weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)

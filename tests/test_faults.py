@@ -13,9 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from nectarloss import LogWriteError, LossManager, read_log
+from nectarloss import (
+    LogWriteError,
+    LossManager,
+    NonFiniteLossError,
+    NonFiniteLossWarning,
+    read_log,
+)
 from nectarloss.log import LOG_FILENAME, LossLogWriter
-from nectarloss.manager import NonFiniteLossError, NonFiniteLossWarning
 from nectarloss.testing import SyncCounter
 
 

@@ -1,0 +1,24 @@
+"""Exceptions and warnings raised by nectarloss."""
+
+from __future__ import annotations
+
+__all__ = ["LogWriteError", "NonFiniteLossError", "NonFiniteLossWarning", "UnknownLossError"]
+
+
+class LogWriteError(OSError):
+    """A flush could not write the log. The buffered values are kept for the next flush."""
+
+
+class NonFiniteLossError(ValueError):
+    """A loss produced NaN or Inf (``nonfinite="raise"`` or ``nonfinite_check="step"``)."""
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A loss produced NaN or Inf (``nonfinite="warn"``, reported at flush time)."""
+
+
+class UnknownLossError(KeyError):
+    """No loss registered under the requested name (a ``KeyError`` with a readable message)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

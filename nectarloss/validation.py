@@ -1,0 +1,75 @@
+"""Checks of user input shared by the manager: loss names, tags and loss inputs."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from nectarloss.losses import LossEntry
+
+__all__ = ["check_inputs", "check_name", "check_tags", "shape_of"]
+
+
+def shape_of(x: Any) -> Any:
+    """The shape of a Tensor, ``None`` for anything else."""
+    return x.shape if isinstance(x, Tensor) else None
+
+
+def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> None:
+    """Check a catalog loss's inputs: Tensors, one device, equal shapes where element-wise.
+
+    Raises:
+        TypeError: An input is not a Tensor.
+        ValueError: Devices differ, or an element-wise loss got shapes that differ.
+    """
+    first = inputs[0]
+    names = catalog.inputs
+    for name, x in zip(names, inputs, strict=True):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{owner}: `{name}` expected a Tensor, got {type(x).__name__}.")
+        if x.device != first.device:
+            raise ValueError(
+                f"{owner}: `{name}` expected a tensor on {first.device} like `{names[0]}`, "
+                f"got {x.device}."
+            )
+    if catalog.same_shape and inputs[1].shape != first.shape:
+        raise ValueError(
+            f"{owner}: `{names[1]}` expected shape {tuple(first.shape)} like `{names[0]}`, "
+            f"got {tuple(inputs[1].shape)}."
+        )
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a valid loss name (no path separators or control chars)."""
+    if not isinstance(name, str):
+        raise TypeError(f"LossManager: `loss_name` expected a str, got {type(name).__name__}.")
+    if not name or name.strip() != name:
+        raise ValueError(
+            f"LossManager: `loss_name` expected a non-empty name without surrounding spaces, "
+            f"got {name!r}."
+        )
+    bad = [c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")]
+    if bad:
+        raise ValueError(
+            f"LossManager: `loss_name` expected no path separators or control characters, "
+            f"got {name!r}."
+        )
+    return name
+
+
+def check_tags(owner: str, tags: object) -> list[str]:
+    """Return ``tags`` as a list of str (a single str becomes a one-item list)."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    if not isinstance(tags, Iterable):
+        raise TypeError(f"{owner}: `tags` expected a list of str, got {type(tags).__name__}.")
+    out = list(tags)
+    for tag in out:
+        if not isinstance(tag, str):
+            raise TypeError(f"{owner}: `tags` expected a list of str, got item {tag!r}.")
+    return out
