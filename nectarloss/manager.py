@@ -245,22 +245,37 @@ class LossManager:
         entry.history = LMHistory(self.history_buffer_size, device=self.device)
         self._losses[entry.name] = entry
 
-    def init_from_spec(self, spec: SpecFn, *args: Any, **kwargs: Any) -> dict[str, LMLoss]:
-        """Register every loss a spec function returns (``spec(*args, **kwargs)``).
+    def init_from_spec(
+        self, spec: SpecFn | str | os.PathLike[str], *args: Any, **kwargs: Any
+    ) -> dict[str, LMLoss]:
+        """Register every loss of a spec.
 
-        A spec is a callable returning ``dict[str, LMLoss]``. All entries are checked
-        before any is registered, so a bad spec registers nothing.
+        A spec is a callable returning ``dict[str, LMLoss]``, called as
+        ``spec(*args, **kwargs)``, or a JSON spec file: a path or a shipped spec's name
+        (``"pix2pix_basic"``), loaded with :func:`nectarloss.specs.load_spec` (``kwargs``
+        may hold ``allow_imports=True``). All entries are checked before any is
+        registered, so a bad spec registers nothing.
 
         Returns:
             The registered losses by name.
+
+        Raises:
+            SpecError: A JSON spec is invalid (the message names the file and JSON path).
+            ValueError: A name is already registered or an entry is invalid.
+            TypeError: ``spec`` is neither a callable nor a path, or returns a non-dict.
         """
+        if isinstance(spec, (str, os.PathLike)):
+            from nectarloss.specs import load_spec
+
+            return self._register_all(load_spec(spec, *args, **kwargs), owner=str(spec))
         if not callable(spec):
             raise TypeError(
-                f"LossManager: `spec` expected a callable returning dict[str, LMLoss], "
-                f"got {type(spec).__name__}."
+                "LossManager: `spec` expected a callable returning dict[str, LMLoss], a JSON "
+                f"spec path or a shipped spec name, got {type(spec).__name__}."
             )
-        result = spec(*args, **kwargs)
-        owner = getattr(spec, "__name__", "spec")
+        return self._register_all(spec(*args, **kwargs), owner=getattr(spec, "__name__", "spec"))
+
+    def _register_all(self, result: object, owner: str) -> dict[str, LMLoss]:
         if not isinstance(result, Mapping):
             raise TypeError(
                 f"LossManager: spec {owner!r} expected to return dict[str, LMLoss], "

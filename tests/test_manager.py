@@ -483,3 +483,22 @@ def test_get_confidences_errors(tmp_path: Path) -> None:
         ValueError, match="a: `get_confidences` expected a loss with a SuperLoss modifier"
     ):
         lm.get_confidences("a")
+
+
+def test_init_from_spec_json_name_and_path(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path / "a")
+    got = lm.init_from_spec("pix2pix_basic")
+    assert list(got) == ["G_GAN", "G_L1", "D_real", "D_fake"]
+    assert lm.get_loss_weights(query=["G"]) == {"G_GAN": 1.0, "G_L1": 100.0}
+    spec = tmp_path / "mine.json"
+    spec.write_text(
+        '{"extends": "pix2pix_basic", "losses": {"G_L1": {"loss": "L1Loss", "weight": 10.0, "tags": ["G"]}, "D_fake": null}}'
+    )
+    lm2 = LossManager(tmp_path / "b")
+    lm2.init_from_spec(spec)
+    assert lm2.get_loss_weights() == {"G_GAN": 1.0, "G_L1": 10.0, "D_real": 1.0}
+    from nectarloss.specs import SpecError
+
+    with pytest.raises(SpecError, match="did you mean 'pix2pix_basic'"):
+        lm2.init_from_spec("pix2pix_basc")
+    assert len(lm2) == 3
