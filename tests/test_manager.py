@@ -492,7 +492,8 @@ def test_init_from_spec_json_name_and_path(tmp_path: Path) -> None:
     assert lm.get_loss_weights(query=["G"]) == {"G_GAN": 1.0, "G_L1": 100.0}
     spec = tmp_path / "mine.json"
     spec.write_text(
-        '{"extends": "pix2pix_basic", "losses": {"G_L1": {"loss": "L1Loss", "weight": 10.0, "tags": ["G"]}, "D_fake": null}}'
+        '{"extends": "pix2pix_basic", "losses": {"D_fake": null, '
+        '"G_L1": {"loss": "L1Loss", "weight": 10.0, "tags": ["G"]}}}'
     )
     lm2 = LossManager(tmp_path / "b")
     lm2.init_from_spec(spec)
