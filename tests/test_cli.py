@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,58 @@ def test_console_script_module() -> None:
         check=True,
     )
     assert "nectarloss" in out.stdout
+
+
+def test_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    import orjson
+
+    assert main(["schema"]) == 0
+    schema = orjson.loads(capsys.readouterr().out)
+    assert "losses" in schema["properties"]
+
+
+def test_validate_ok_and_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = Path(__file__).parent.parent / "specs" / "pix2pix_basic.json"
+    assert main(["validate", str(good)]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"losses": {"G_L1": {"loss": "L1Loss", "weight": -1}}}')
+    assert main(["validate", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("nectarloss: error: ") and "bad.json" in err and "losses.G_L1.weight" in err
+    )
+    assert "Traceback" not in err
+
+
+def test_show_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import orjson
+    import torch
+    from torch import nn
+
+    from nectarloss import LossManager
+
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=2.0, tags=["G"])
+    for v in (1.0, 2.0):
+        lm.compute_loss_xy("G_L1", torch.full((2,), v), torch.zeros(2))
+    lm.update_loss_log()
+    log = str(tmp_path / "loss_log.jsonl")
+    assert main(["show", log]) == 0
+    out = capsys.readouterr().out
+    assert "G_L1" in out and "nectarloss.loss_log v1" in out and "4.0000" in out
+    assert main(["export", log, "-o", str(tmp_path / "nl.json")]) == 0
+    data = orjson.loads((tmp_path / "nl.json").read_bytes())
+    assert data["LOSSMANAGER_LOG"]["loss_functions"]["G_L1"]["loss"] == [2.0, 4.0]
+
+
+def test_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.jsonl" in err
+    (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
+    assert main(["show", str(tmp_path / "x.jsonl")]) == 2
+    assert "header" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["plot", "log", "--smooth", "0"])
+    assert info.value.code == 2
