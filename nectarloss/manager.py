@@ -326,7 +326,8 @@ class LossManager:
                 positive, negative for a triplet loss).
             epoch: Current epoch for epoch-driven schedules. When omitted the latest
                 epoch passed to any call is used (0 at first).
-            timesteps: Diffusion timesteps ``[B]`` for modifiers that need them.
+            timesteps: Diffusion timesteps ``[B]`` for modifiers that need them (ignored by
+                a loss without modifiers, so one training loop serves every weighting).
             **context: Anything else the loss's modifiers read (e.g. ``mask``).
 
         Returns:
@@ -377,10 +378,10 @@ class LossManager:
             raw = modified.detach()
             loss_map = out.detach()
         else:
-            if timesteps is not None or context:
-                extra = sorted(context) + (["timesteps"] if timesteps is not None else [])
+            if context:  # timesteps are accepted and unused, so loops need not special-case
                 raise TypeError(
-                    f"{entry.name}: unexpected keyword(s) {extra} for a loss without modifiers."
+                    f"{entry.name}: unexpected keyword(s) {sorted(context)} for a loss "
+                    "without modifiers."
                 )
             weighted = out * weight
             loss_map = out.detach()

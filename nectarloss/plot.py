@@ -1,0 +1,271 @@
+"""Loss graphs of a loss log, drawn with matplotlib (the optional ``plot`` extra).
+
+:func:`plot_log` draws one panel per tag (or per loss). Each panel shows every loss's
+weighted values (solid) and, when a weight other than 1 was applied, its raw values
+(dashed), optionally smoothed with a moving average, and its weight schedule (dotted) on a
+second y-axis, so every loss and the weight it ran with can be read off one image.
+
+matplotlib is imported only when a graph is drawn, and only its object-oriented API
+with the Agg canvas is used: no pyplot, no global backend switch, no window.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from nectarloss.log import LossLog, LossSeries, read_log, summarize_log
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "UNTAGGED",
+    "group_losses",
+    "moving_average",
+    "plot_log",
+    "summarize_log",
+]
+
+GroupBy = Literal["tag", "loss"]
+
+#: Panel title of the losses registered without a tag (``group_by="tag"``).
+UNTAGGED = "untagged"
+
+_PANEL_WIDTH = 6.4
+_PANEL_HEIGHT = 3.6
+_MAX_COLUMNS = 2
+_MARKER_MAX_POINTS = 50  # short series get point markers, so a lone value stays visible
+
+
+def _load_matplotlib() -> tuple[Any, Any]:
+    """Import matplotlib's ``Figure`` and Agg canvas, or say how to install them.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(
+            "nectarloss.plot: matplotlib is required to draw loss graphs; "
+            "install nectarloss[plot] (pip install 'nectarloss[plot]')."
+        ) from exc
+    return Figure, FigureCanvasAgg
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average over ``window`` values that skips NaN and Inf.
+
+    Each output is the mean of the finite values among the ``window`` values ending at
+    that position; it is NaN when there are none.
+
+    Args:
+        values: The series.
+        window: Window length, an int >= 1 (1 returns the values unchanged).
+
+    Returns:
+        The smoothed series, as long as ``values``.
+
+    Raises:
+        TypeError: ``window`` is not an int.
+        ValueError: ``window < 1``.
+
+    Example:
+        >>> moving_average([1.0, 3.0, float("nan"), 5.0], 2)
+        [1.0, 2.0, 3.0, 5.0]
+    """
+    _check_window(window)
+    if window == 1:
+        return list(values)
+    out: list[float] = []
+    total, count = 0.0, 0
+    for i, value in enumerate(values):
+        if math.isfinite(value):
+            total += value
+            count += 1
+        if i >= window:
+            old = values[i - window]
+            if math.isfinite(old):
+                total -= old
+                count -= 1
+        out.append(total / count if count else math.nan)
+    return out
+
+
+def _check_window(window: object) -> int:
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise TypeError(f"plot_log: `smooth` expected an int >= 1, got {type(window).__name__}.")
+    if window < 1:
+        raise ValueError(f"plot_log: `smooth` expected an int >= 1, got {window}.")
+    return window
+
+
+def group_losses(log: LossLog, group_by: GroupBy = "tag") -> dict[str, list[str]]:
+    """Panel title -> loss names, in registration order.
+
+    With ``group_by="tag"`` a loss appears in the panel of each of its tags, and losses
+    without a tag in the :data:`UNTAGGED` panel; with ``"loss"`` each loss has its own.
+    Losses that were registered but never logged a value are left out.
+
+    Raises:
+        ValueError: ``group_by`` is neither ``"tag"`` nor ``"loss"``.
+    """
+    if group_by not in ("tag", "loss"):
+        raise ValueError(f"plot_log: `group_by` expected 'tag' or 'loss', got {group_by!r}.")
+    names = [n for n in log.info if n in log.losses]
+    names += [n for n in log.losses if n not in log.info]
+    if group_by == "loss":
+        return {name: [name] for name in names}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        tags = log.info.get(name, {}).get("tags") or [UNTAGGED]
+        for tag in tags:
+            groups.setdefault(str(tag), []).append(name)
+    return groups
+
+
+def _finite_points(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
+    """The (step, value) pairs with a finite value: lines connect across NaN/Inf gaps."""
+    kept = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+    return [s for s, _ in kept], [v for _, v in kept]
+
+
+def _draw_panel(
+    ax: Axes,
+    title: str,
+    names: list[str],
+    log: LossLog,
+    colors: dict[str, Any],
+    smooth: int,
+    log_scale: bool,
+    show_weights: bool,
+) -> None:
+    lines: list[Any] = []
+    plotted: list[float] = []
+    weight_ax: Axes | None = None
+    for name in names:
+        series: LossSeries = log.losses[name]
+        color = colors[name]
+        marker = "." if len(series.steps) <= _MARKER_MAX_POINTS else None
+        is_unit_weight = all(w == 1.0 for w in series.weights)
+        curves = [("weighted", series.weighted, "-", 1.4, 1.0)]
+        if not is_unit_weight:
+            curves.append(("raw", series.values, "--", 1.0, 0.7))
+        for kind, values, style, width, alpha in curves:
+            steps, smoothed = _finite_points(series.steps, moving_average(values, smooth))
+            label = name if is_unit_weight else f"{name} ({kind})"
+            lines += ax.plot(
+                steps,
+                smoothed,
+                color=color,
+                linestyle=style,
+                linewidth=width,
+                alpha=alpha,
+                marker=marker,
+                label=label,
+            )
+            plotted += smoothed
+        bad = [s for s, v in zip(series.steps, series.values, strict=True) if not math.isfinite(v)]
+        if bad:  # NaN/Inf steps: crosses along the bottom edge
+            lines += ax.plot(
+                bad,
+                [0.02] * len(bad),
+                color=color,
+                linestyle="none",
+                marker="x",
+                transform=ax.get_xaxis_transform(),
+                label=f"{name} NaN/Inf ({len(bad)})",
+            )
+        if show_weights:
+            if weight_ax is None:
+                weight_ax = ax.twinx()
+                weight_ax.set_ylabel("weight")
+            lines += weight_ax.plot(
+                series.steps,
+                series.weights,
+                color=color,
+                linewidth=1.0,
+                linestyle=":",
+                drawstyle="steps-post",
+                label=f"{name} weight",
+            )
+    if weight_ax is not None:
+        weight_ax.set_ylim(bottom=0.0)  # weights are >= 0: keep zero in view
+    if log_scale:
+        if plotted and min(plotted) > 0:
+            ax.set_yscale("log")
+        else:  # zero or negative values (e.g. SuperLoss): log away from zero, linear near it
+            ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss" + (f" (moving average of {smooth})" if smooth > 1 else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize="small", loc="best")
+
+
+def plot_log(
+    log_or_path: LossLog | str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    group_by: GroupBy = "tag",
+    log_scale: bool = False,
+    smooth: int = 1,
+    show_weights: bool = True,
+) -> Path:
+    """Draw a loss log to an image file (PNG, or any format matplotlib writes).
+
+    One panel per tag (``group_by="tag"``) or per loss (``"loss"``). Each loss keeps one
+    color across panels: weighted values solid, raw values dashed (drawn only when a
+    weight other than 1 was applied), the weight dotted on the right axis.
+
+    Args:
+        log_or_path: A :class:`~nectarloss.log.LossLog` or the path of a loss log.
+        out_path: Image to write; its directory is created. The suffix picks the format.
+        group_by: ``"tag"`` or ``"loss"``.
+        log_scale: Logarithmic value axis (symmetric-log when a value is <= 0).
+        smooth: Moving-average window in steps (1 draws the values as logged).
+        show_weights: Draw each loss's weight on a second y-axis.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: matplotlib is not installed (install ``nectarloss[plot]``).
+        ValueError: Bad ``group_by`` or ``smooth``, or an unreadable log.
+        FileNotFoundError: ``log_or_path`` names a missing file.
+    """
+    _check_window(smooth)
+    log = log_or_path if isinstance(log_or_path, LossLog) else read_log(log_or_path)
+    groups = group_losses(log, group_by)
+    figure_cls, canvas_cls = _load_matplotlib()
+    num_panels = max(len(groups), 1)
+    num_cols = min(_MAX_COLUMNS, num_panels)
+    num_rows = math.ceil(num_panels / num_cols)
+    fig: Figure = figure_cls(
+        figsize=(_PANEL_WIDTH * num_cols, _PANEL_HEIGHT * num_rows), layout="constrained"
+    )
+    canvas_cls(fig)
+    axes = fig.subplots(num_rows, num_cols, squeeze=False)
+    palette = [f"C{i}" for i in range(10)]
+    names = list(dict.fromkeys(n for group in groups.values() for n in group))
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    flat = [ax for row in axes for ax in row]
+    for ax, (title, members) in zip(flat, groups.items(), strict=False):
+        _draw_panel(ax, title, members, log, colors, smooth, log_scale, show_weights)
+    if not groups:
+        flat[0].text(0.5, 0.5, "no values logged", ha="center", va="center")
+        flat[0].set_axis_off()
+    for ax in flat[len(groups) or 1 :]:
+        ax.set_axis_off()
+    created = log.header.get("created")
+    fig.suptitle("loss log" + (f" ({created})" if created else ""))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
