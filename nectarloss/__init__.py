@@ -13,7 +13,9 @@ from nectarloss.errors import (
 from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log, summarize_log
 from nectarloss.manager import LossManager
 from nectarloss.records import LMHistory, LMLoss
+from nectarloss.losses import register_loss
 from nectarloss.schedules import Schedule
+from nectarloss.specs import SpecError, dump_spec, load_spec
 from nectarloss.testing import SyncCounter
 
 __version__ = "0.1.0"
@@ -28,10 +30,14 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossWarning",
     "Schedule",
+    "SpecError",
     "SyncCounter",
     "UnknownLossError",
     "__version__",
+    "dump_spec",
     "export_nectargan",
+    "load_spec",
     "read_log",
+    "register_loss",
     "summarize_log",
 ]
