@@ -11,9 +11,9 @@ from nectarloss.errors import (
     UnknownLossError,
 )
 from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log, summarize_log
+from nectarloss.losses import register_loss
 from nectarloss.manager import LossManager
 from nectarloss.records import LMHistory, LMLoss
-from nectarloss.losses import register_loss
 from nectarloss.schedules import Schedule
 from nectarloss.specs import SpecError, dump_spec, load_spec
 from nectarloss.testing import SyncCounter
