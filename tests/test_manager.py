@@ -503,3 +503,11 @@ def test_init_from_spec_json_name_and_path(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="did you mean 'pix2pix_basic'"):
         lm2.init_from_spec("pix2pix_basc")
     assert len(lm2) == 3
+
+
+def test_public_api_is_exported() -> None:
+    import nectarloss
+
+    for name in nectarloss.__all__:
+        assert hasattr(nectarloss, name), name
+    assert set(nectarloss.load_spec("metric_triplet")) == {"triplet"}
