@@ -118,10 +118,17 @@ def _mape_compute(
 ) -> Tensor:
     dtype = _compute_dtype(prediction, upcast)
     prediction, target = prediction.to(dtype), target.to(dtype)
-    denominator = target.abs() + eps if sign_safe else target + eps
-    error = ((target - prediction) / denominator).abs()
-    if max_error is not None:
-        error = error.clamp(min=0.0, max=max_error)
+    needs_grad = torch.is_grad_enabled() and (prediction.requires_grad or target.requires_grad)
+    if needs_grad:
+        denominator = target.abs() + eps if sign_safe else target + eps
+        error = ((target - prediction) / denominator).abs()
+        if max_error is not None:
+            error = error.clamp(min=0.0, max=max_error)
+    else:  # the same operations in place: two full-size temporaries instead of six
+        denominator = target.abs().add_(eps) if sign_safe else target.add(eps)
+        error = torch.sub(target, prediction).div_(denominator).abs_()
+        if max_error is not None:
+            error = error.clamp_(min=0.0, max=max_error)
     return _per_sample_mean(error, mask)
 
 

@@ -72,6 +72,25 @@ def _update_threshold(
     return torch.where(is_initialized, moved, batch_mean)
 
 
+def _running_super_loss(
+    loss: Tensor,
+    tau: Tensor,
+    is_initialized: Tensor,
+    momentum: Tensor | float,
+    regularization: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Update a running threshold from the batch mean, then apply SuperLoss.
+
+    Returns ``(new_tau, super_loss, sigma*)``. Pure (the caller stores ``new_tau``), so
+    it can be compiled as one graph.
+    """
+    dtype = _compute_dtype(loss)
+    batch_mean = loss.detach().to(dtype).mean()
+    new_tau = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
+    out, sigma = _super_loss_compute(loss, new_tau, regularization)
+    return new_tau, out, sigma
+
+
 def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -> Tensor:
     """Per-sample SuperLoss confidence ``sigma*`` (detached).
 

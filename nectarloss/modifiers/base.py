@@ -8,12 +8,25 @@ synchronises with the host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["LossContext", "Modifier"]
+__all__ = ["LossContext", "Modifier", "maybe_compiled"]
+
+_COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def maybe_compiled(fn: Callable[..., Any], use_compile: bool) -> Callable[..., Any]:
+    """``fn``, or its ``torch.compile`` version (compiled once per process, lazily)."""
+    if not use_compile:
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn)
+    return _COMPILED[fn]
 
 
 @dataclass(frozen=True)

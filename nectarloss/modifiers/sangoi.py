@@ -16,7 +16,7 @@ from nectarloss.functional.sangoi import (
     _sangoi_weight_compute,
 )
 from nectarloss.functional.snr_weights import _check_per_sample
-from nectarloss.modifiers.base import LossContext, Modifier
+from nectarloss.modifiers.base import LossContext, Modifier, maybe_compiled
 from nectarloss.modifiers.noise import NoiseSchedule, _as_noise_schedule
 
 __all__ = ["Sangoi"]
@@ -43,6 +43,8 @@ class Sangoi(Modifier):
         seed_exact: Reproduce the seed's numbers bit for bit (implies no sign safety, no
             upcast, no mask).
         mask_key: Key of the optional mask in ``context.extra``; None ignores masks.
+        use_compile: Fuse the weight computation with ``torch.compile`` (one pass over
+            the data once compiled; the first call compiles, which takes seconds).
 
     Raises:
         TypeError: If an option has the wrong type.
@@ -78,6 +80,7 @@ class Sangoi(Modifier):
         detach: bool = True,
         seed_exact: bool = False,
         mask_key: str | None = "mask",
+        use_compile: bool = False,
     ) -> None:
         super().__init__()
         self.noise_schedule = _as_noise_schedule("Sangoi", noise_schedule)
@@ -100,6 +103,11 @@ class Sangoi(Modifier):
         self.upcast = upcast
         self.detach = detach
         self.seed_exact = seed_exact
+        if not isinstance(use_compile, bool):
+            raise TypeError(
+                f"Sangoi: `use_compile` expected a bool, got {type(use_compile).__name__}."
+            )
+        self.use_compile = use_compile
         self.mask_key = mask_key
 
     def forward(self, loss: Tensor, context: LossContext) -> Tensor:
@@ -126,7 +134,8 @@ class Sangoi(Modifier):
         mask = context.extra.get(self.mask_key) if self.mask_key is not None else None
         _check_sangoi_options(owner, self.eps, self.snr_range, self.seed_exact, mask)
         checked_mask = _check_mask(owner, mask, prediction.shape)
-        weight = _sangoi_weight_compute(
+        compute = maybe_compiled(_sangoi_weight_compute, self.use_compile)
+        weight: Tensor = compute(
             self.noise_schedule.snr(timesteps),
             prediction,
             target,
@@ -145,5 +154,5 @@ class Sangoi(Modifier):
         return (
             f"eps={self.eps}, snr_range={self.snr_range}, sign_safe={self.sign_safe}, "
             f"upcast={self.upcast}, detach={self.detach}, seed_exact={self.seed_exact}, "
-            f"mask_key={self.mask_key!r}"
+            f"mask_key={self.mask_key!r}, use_compile={self.use_compile}"
         )

@@ -303,6 +303,10 @@ class SuperLossSpec(_ModifierSpecBase):
         default=_default(SuperLoss, "sync_ranks"),
         description="Average batch means across DDP ranks (needs torch.distributed).",
     )
+    use_compile: bool = Field(
+        default=_default(SuperLoss, "use_compile"),
+        description="Fuse the math with torch.compile (the first call compiles).",
+    )
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -379,6 +383,7 @@ class SangoiSpec(_SNRSpecBase):
     detach: bool = _default(Sangoi, "detach")
     seed_exact: bool = _default(Sangoi, "seed_exact")
     mask_key: str | None = _default(Sangoi, "mask_key")
+    use_compile: bool = _default(Sangoi, "use_compile")
 
 
 #: One modifier entry, chosen by its ``name``.

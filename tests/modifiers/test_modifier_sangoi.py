@@ -175,3 +175,15 @@ def test_cuda_matches_cpu_without_sync() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(out.cpu(), Sangoi(SCHEDULE)(loss, cpu_ctx))
+
+
+def test_compiled_weight_matches_eager() -> None:
+    schedule = NoiseSchedule.scaled_linear()
+    torch.manual_seed(0)
+    prediction, target = torch.randn(4, 2, 8, 8), torch.randn(4, 2, 8, 8)
+    context = LossContext("mse", (prediction, target), timesteps=torch.tensor([0, 10, 500, 999]))
+    loss = torch.rand(4)
+    eager, fused = Sangoi(schedule), Sangoi(schedule, use_compile=True)
+    torch.testing.assert_close(fused(loss, context), eager(loss, context), rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="Sangoi: `use_compile` expected a bool, got int"):
+        Sangoi(schedule, use_compile=1)  # type: ignore[arg-type]

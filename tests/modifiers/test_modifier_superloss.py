@@ -210,3 +210,20 @@ def test_cuda_state_and_no_sync() -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert modifier.tau_train.device.type == "cuda"
     assert modifier.tau_train.item() == pytest.approx(EXP_TAU_AFTER_2)
+
+
+def test_compiled_path_matches_eager() -> None:
+    """`use_compile=True` fuses the math; results, tau and d out/d loss = sigma* agree."""
+    torch.manual_seed(0)
+    eager, fused = SuperLoss("exp"), SuperLoss("exp", use_compile=True)
+    for _ in range(3):
+        loss = (torch.rand(64) * 3).requires_grad_()
+        a, b = eager(loss), fused(loss)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(eager.tau, fused.tau)
+    loss = (torch.rand(64) * 3).requires_grad_()
+    fused(loss).sum().backward()
+    assert loss.grad is not None
+    torch.testing.assert_close(loss.grad, fused.last_confidence, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="`use_compile` expected a bool, got str"):
+        SuperLoss(use_compile="yes")  # type: ignore[arg-type]
