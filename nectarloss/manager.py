@@ -16,6 +16,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -242,7 +243,13 @@ class LossManager:
                 entry.function.to(self.device)
             for m in entry.modifiers:
                 m.to(self.device)
-        entry.history = LMHistory(self.history_buffer_size, device=self.device)
+        schedule = entry.schedule
+        by_step = schedule is not None and schedule.unit == "step"
+        entry.history = LMHistory(
+            self.history_buffer_size,
+            device=self.device,
+            weight_of_step=partial(entry.weight_at, 0) if by_step else None,
+        )
         self._losses[entry.name] = entry
 
     def init_from_spec(

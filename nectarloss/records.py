@@ -40,6 +40,10 @@ class LMHistory:
         capacity: Number of values the buffer holds before it must be flushed.
         device: Where the buffer lives. ``None`` allocates it lazily on the device of
             the first recorded value.
+        weight_of_step: For a weight that is a pure function of the step (a
+            ``unit="step"`` schedule): weights are then not stored but re-evaluated
+            when read, so every step costs 4 bytes even though the weight changes at
+            every step.
 
     Example:
         >>> h = LMHistory(capacity=4)
@@ -57,6 +61,7 @@ class LMHistory:
         "_staged",
         "_num_committed",
         "_weight_runs",
+        "_weight_of_step",
         "_device",
     )
 
@@ -64,7 +69,12 @@ class LMHistory:
     #: with one ``torch.stack`` per this many steps (cheaper than a copy per step).
     STAGE_SIZE = 128
 
-    def __init__(self, capacity: int = 50_000, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int = 50_000,
+        device: torch.device | str | None = None,
+        weight_of_step: Callable[[int], float] | None = None,
+    ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"LMHistory: `capacity` expected an int >= 0, got {capacity!r}.")
         self.capacity = capacity
@@ -75,6 +85,7 @@ class LMHistory:
         self._staged: list[Tensor] = []
         self._num_committed = 0
         self._weight_runs: list[tuple[int, float]] = []
+        self._weight_of_step = weight_of_step
 
     # -- writing (per step, never syncs) ------------------------------------------------
     def record(self, value: Tensor, weight: float, step: int) -> None:
@@ -93,9 +104,10 @@ class LMHistory:
             )
         if count == 0:
             self.first_step = step
-        runs = self._weight_runs
-        if not runs or runs[-1][1] != weight:
-            runs.append((count, weight))
+        if self._weight_of_step is None:
+            runs = self._weight_runs
+            if not runs or runs[-1][1] != weight:
+                runs.append((count, weight))
         staged = self._staged
         staged.append(value)
         self.count = count + 1
@@ -198,6 +210,8 @@ class LMHistory:
     @property
     def weights(self) -> list[float]:
         """Weights applied at each buffered step (host values, no sync)."""
+        if self._weight_of_step is not None:
+            return [self._weight_of_step(step) for step in self.steps]
         out: list[float] = []
         runs = self._weight_runs
         for i, (start, weight) in enumerate(runs):

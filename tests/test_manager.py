@@ -511,3 +511,17 @@ def test_public_api_is_exported() -> None:
     for name in nectarloss.__all__:
         assert hasattr(nectarloss, name), name
     assert set(nectarloss.load_spec("metric_triplet")) == {"triplet"}
+
+
+def test_step_schedule_logs_exact_weights(tmp_path: Path) -> None:
+    sched = Schedule(
+        schedule="cosine", end_epoch=50, initial_value=3.0, target_value=0.1, unit="step"
+    )
+    lm = LossManager(tmp_path, history_buffer_size=32)
+    lm.register_loss_fn("a", nn.L1Loss(), schedule=sched)
+    for _ in range(70):
+        lm.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+    lm.update_loss_log()
+    assert read_log(tmp_path / LOG_FILENAME).losses["a"].weights == [
+        sched.value(s) for s in range(70)
+    ]

@@ -82,3 +82,12 @@ def test_stripped_copy_leaves_original_history() -> None:
     copy = loss.stripped()
     assert copy.history.losses == [] and loss.history.losses == [1.0]
     assert copy.function is loss.function and copy.tags == ["G"]
+
+
+def test_step_schedule_weights_are_not_stored_per_step() -> None:
+    """A weight that is a pure function of the step is re-evaluated, not stored."""
+    h = LMHistory(capacity=1000, weight_of_step=lambda step: 0.5 * step)
+    for i in range(1000):
+        h.record(torch.tensor(1.0), 0.5 * (10 + i), step=10 + i)
+    assert h.weights == [0.5 * s for s in range(10, 1010)]
+    assert h.state_dict()["weight_runs"] == []  # nothing stored: 4 bytes per step
