@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Real
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,6 +55,38 @@ def _check_momentum(momentum: object) -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"SuperLoss: `momentum` expected a float in (0, 1], got {value!r}.")
     return value
+
+
+class _DetachedSuperLoss(torch.autograd.Function):
+    """Run the SuperLoss math on the detached loss; the gradient is ``sigma*`` exactly.
+
+    ``sigma*`` and ``tau`` carry no gradient, so ``d out / d loss = sigma*``: computing
+    the forward without a graph and returning ``grad * sigma*`` is exact, and lets the
+    whole forward run as one (optionally compiled) function.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        loss: Tensor,
+        tau: Tensor,
+        is_initialized: Tensor,
+        momentum: Tensor | float,
+        regularization: float,
+        step: Callable[..., tuple[Tensor, Tensor, Tensor]],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        new_tau, out, sigma = step(loss.detach(), tau, is_initialized, momentum, regularization)
+        ctx.save_for_backward(sigma)
+        ctx.loss_dtype = loss.dtype
+        ctx.mark_non_differentiable(new_tau, sigma)
+        return new_tau, out, sigma
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_tau: Tensor, grad_out: Tensor, grad_sigma: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        (sigma,) = ctx.saved_tensors
+        return (grad_out * sigma).to(ctx.loss_dtype), None, None, None, None, None
 
 
 class SuperLoss(Modifier):
@@ -202,7 +236,9 @@ class SuperLoss(Modifier):
             if self.threshold == "global":
                 momentum = 1.0 / (count + 1).to(torch.promote_types(loss.dtype, torch.float32))
             step = maybe_compiled(_running_super_loss, self.use_compile)
-            new_tau, out, sigma = step(loss, tau, is_initialized, momentum, self.regularization)
+            new_tau, out, sigma = _DetachedSuperLoss.apply(  # type: ignore[no-untyped-call]
+                loss, tau, is_initialized, momentum, self.regularization, step
+            )
             tau.copy_(new_tau)
             is_initialized.fill_(True)
             count.add_(1)

@@ -1,0 +1,1 @@
+"""BASELINES for the benchmarks (not nectarloss): the seed designs, written eagerly."""
