@@ -245,8 +245,9 @@ def classification(
         TypeError: An option of the wrong type.
 
     Example:
-        >>> classification(num_classes=10)["cross_entropy"].modifiers
-        [SuperLoss(threshold=2.302585092994046, regularization=1.0, momentum=0.1)]
+        >>> superloss = classification(num_classes=10)["cross_entropy"].modifiers[0]
+        >>> superloss.threshold, superloss.regularization
+        (2.302585092994046, 1.0)
 
     Reference:
         Castells, Weinzaepfel, Revaud, "SuperLoss: A Generic Loss for Robust Curriculum
