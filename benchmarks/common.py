@@ -248,3 +248,18 @@ def report(
     path = save(name, device, args, payload, rows)
     if path is not None:
         print(f"  results: {path}")
+
+
+def script_main(
+    name: str,
+    doc: str | None,
+    run: Callable[[torch.device, bool, int | None], dict[str, Any]],
+    rows: Callable[[dict[str, Any]], list[Row]],
+    argv: list[str] | None = None,
+) -> None:
+    """The command line of a benchmark script with only the common options."""
+    parser = add_common_args(argparse.ArgumentParser(description=doc))
+    args = parser.parse_args(argv)
+    device = setup(args)
+    result = run(device, args.quick, args.repeats)
+    report(name, device, args, result, rows(result))

@@ -20,7 +20,6 @@ Run: ``python -m benchmarks.memory [--device cuda] [--quick]``.
 # ruff: noqa: E402
 from __future__ import annotations
 
-import argparse
 import gc
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from benchmarks.baselines.naive_manager import NaiveLossManager
-from benchmarks.common import Row, add_common_args, pick, report, setup
+from benchmarks.common import Row, pick, script_main
 from nectarloss import LossManager, Schedule
 from nectarloss.records import LMHistory
 
@@ -274,11 +273,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__))
-    args = parser.parse_args(argv)
-    device = setup(args)
-    result = run(device, args.quick, args.repeats)
-    report(NAME, device, args, result, rows(result))
+    script_main(NAME, __doc__, run, rows, argv)
 
 
 if __name__ == "__main__":

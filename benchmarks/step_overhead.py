@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.step_overhead [--device cuda] [--quick]``.
 # ruff: noqa: E402
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -28,14 +27,12 @@ from torch import nn
 from benchmarks.baselines.naive_manager import NaiveLossManager
 from benchmarks.common import (
     Row,
-    add_common_args,
     fmt_us,
     interleave,
     median,
     median_ratio,
     pick,
-    report,
-    setup,
+    script_main,
 )
 from nectarloss import LMHistory, LossManager, SyncCounter
 from nectarloss.losses import find_loss_entry
@@ -211,11 +208,7 @@ def rows(result: dict[str, Any]) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__))
-    args = parser.parse_args(argv)
-    device = setup(args)
-    result = run(device, args.quick, args.repeats)
-    report(NAME, device, args, result, rows(result))
+    script_main(NAME, __doc__, run, rows, argv)
 
 
 if __name__ == "__main__":
