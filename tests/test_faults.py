@@ -215,3 +215,16 @@ def test_sigkill_leaves_a_readable_log(tmp_path: Path) -> None:
     assert len(series.steps) >= 10 and len(series.steps) % 10 == 0  # whole flushed chunks only
     assert series.steps == list(range(len(series.steps)))
     assert series.values == [float(i) for i in range(len(series.steps))]
+
+
+def test_fsync_option_syncs_each_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    lm = LossManager(tmp_path, fsync=True)
+    lm.register_loss_fn("a", nn.L1Loss())
+    for _ in range(2):
+        lm.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+        lm.update_loss_log()
+    assert len(calls) == 2
+    assert read_log(tmp_path / LOG_FILENAME).losses["a"].values == [1.0, 1.0]
