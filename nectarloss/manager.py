@@ -86,6 +86,12 @@ class LossManager:
             reads the timesteps back (a sync); without it out-of-range timesteps are
             clamped to the table.
 
+    Under ``torch.distributed`` every rank keeps its own buffers; flushes and value
+    queries average them over ranks (one ``all_reduce`` each), so call
+    :meth:`update_loss_log` and :meth:`get_loss_values` on every rank. Only rank 0
+    writes the log. A logging manager is flushed by :meth:`close`, on ``with`` exit, at
+    interpreter exit and on SIGTERM.
+
     Example:
         >>> lm = LossManager(enable_logging=False)
         >>> _ = lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=100.0, tags=["G"])
@@ -200,7 +206,7 @@ class LossManager:
             loss_weight=loss_weight,
             schedule=schedule,
             tags=check_tags(str(loss_name), tags),
-            modifiers=list(modifiers) if modifiers is not None else [],
+            modifiers=[modifiers] if isinstance(modifiers, Modifier) else list(modifiers or ()),
         )
         self._register(entry)
         return entry

@@ -158,3 +158,9 @@ def test_out_of_range_timesteps(schedule: NoiseSchedule) -> None:
     clamped = lenient.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 1000]))
     at_end = lenient.compute_loss_xy("denoise", x, x * 0, timesteps=torch.tensor([5, 999]))
     assert torch.equal(clamped, at_end)
+
+
+def test_single_modifier_is_accepted() -> None:
+    lm = LossManager(enable_logging=False)
+    entry = lm.register_loss_fn("ce", nn.CrossEntropyLoss(reduction="none"), modifiers=SuperLoss())  # type: ignore[arg-type]
+    assert len(entry.modifiers) == 1
