@@ -8,22 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
+from benchmarks.baselines.seed_modifiers import seed_sangoi_weight
 from nectarloss.functional import mape, sangoi, sangoi_weight
-
-
-def seed_sangoi_weight(snr: Tensor, predicted: Tensor, target: Tensor) -> Tensor:
-    """Inline copy of the seed formula (OneTrainer _sangoi_loss_modifier), the reference."""
-    min_snr = 1e-4
-    max_snr = 100
-    snr = torch.clamp(snr, min=min_snr, max=max_snr)
-    epsilon = 1e-8
-    mape = torch.abs((target - predicted) / (target + epsilon))
-    mape = torch.clamp(mape, min=0, max=1)
-    mape = mape.mean(dim=[1, 2, 3])
-    snr_weight = torch.log(snr + 1)
-    mape_reward = 1 - mape
-    combined_weight = torch.exp(-mape_reward * snr_weight)
-    return combined_weight
 
 
 def _inputs(

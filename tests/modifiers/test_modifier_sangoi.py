@@ -8,22 +8,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from benchmarks.baselines.seed_modifiers import seed_sangoi_weight
 from nectarloss.functional import sangoi
 from nectarloss.modifiers import LossContext, NoiseSchedule, Sangoi
 
 SCHEDULE = NoiseSchedule.scaled_linear()
-
-
-def seed_sangoi_weight(snr: Tensor, predicted: Tensor, target: Tensor) -> Tensor:
-    """Inline copy of the seed formula (OneTrainer _sangoi_loss_modifier), the reference."""
-    snr = torch.clamp(snr, min=1e-4, max=100)
-    epsilon = 1e-8
-    mape = torch.abs((target - predicted) / (target + epsilon))
-    mape = torch.clamp(mape, min=0, max=1)
-    mape = mape.mean(dim=[1, 2, 3])
-    snr_weight = torch.log(snr + 1)
-    mape_reward = 1 - mape
-    return torch.exp(-mape_reward * snr_weight)
 
 
 def _batch(shape: tuple[int, ...], seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
