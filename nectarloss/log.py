@@ -127,12 +127,26 @@ class LossLogWriter:
         return True
 
     def _drop_partial_last_line(self) -> None:
-        """Cut a last line left without its newline by a crash, so appends stay valid."""
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
+        """Cut a last line left without its newline by a crash, so appends stay valid.
+
+        Reads only the file's tail (back to the last newline), never the whole log.
+        """
+        chunk = 1 << 16
         with self.path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
+            end = fh.seek(0, os.SEEK_END)
+            position = end
+            while position > 0:
+                start = max(position - chunk, 0)
+                fh.seek(start)
+                newline = fh.read(position - start).rfind(b"\n")
+                if newline >= 0:
+                    cut = start + newline + 1
+                    break
+                position = start
+            else:
+                cut = 0
+            if cut < end:
+                fh.truncate(cut)
 
     @property
     def size(self) -> int:

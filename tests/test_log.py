@@ -134,3 +134,13 @@ def test_export_nectargan_layout(tmp_path: Path) -> None:
         export_nectargan(tmp_path / "log.jsonl", tmp_path / "raw.json", weighted=False).read_bytes()
     )
     assert raw["LOSSMANAGER_LOG"]["loss_functions"]["a"]["loss"] == [1.0, 2.0, 3.0]
+
+
+def test_partial_line_longer_than_one_read_chunk_is_cut(tmp_path: Path) -> None:
+    p = tmp_path / "log.jsonl"
+    write_log(p)
+    whole = p.read_bytes()
+    with p.open("ab") as fh:
+        fh.write(b'{"kind": "chunk", "values": [' + b"1.0, " * 30_000)  # > 64 KiB, no newline
+    LossLogWriter(p)
+    assert p.read_bytes() == whole
