@@ -61,15 +61,21 @@ def _super_loss_compute(
 
 def _update_threshold(
     tau: Tensor, is_initialized: Tensor, batch_mean: Tensor, momentum: Tensor | float
-) -> Tensor:
-    """Return the new running threshold (shared by the module and manual callers).
+) -> tuple[Tensor, Tensor]:
+    """Return ``(new_tau, is_valid)``: the new running threshold and whether it moved.
 
     ``tau <- tau - momentum * (tau - batch_mean)``, except that the first batch (where
-    ``is_initialized`` is ``False``) sets ``tau = batch_mean``. Selection is a
-    ``torch.where`` on the device flag, so nothing synchronises.
+    ``is_initialized`` is ``False``) sets ``tau = batch_mean``. A non-finite
+    ``batch_mean`` (a NaN or inf loss in the batch, an empty batch's ``0 / 0``, or a sum
+    that overflows) leaves ``tau`` as it is and gives ``is_valid = False``, so one bad
+    batch cannot poison the threshold for the rest of training. Both selections are
+    ``torch.where`` on device flags, so nothing synchronises. Shared by the module and
+    manual callers, who store ``new_tau`` and count the batch only where ``is_valid``.
     """
+    is_valid = torch.isfinite(batch_mean)
     moved = tau - momentum * (tau - batch_mean)
-    return torch.where(is_initialized, moved, batch_mean)
+    updated = torch.where(is_initialized, moved, batch_mean)
+    return torch.where(is_valid, updated, tau), is_valid
 
 
 def _running_super_loss(
@@ -78,17 +84,18 @@ def _running_super_loss(
     is_initialized: Tensor,
     momentum: Tensor | float,
     regularization: float,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Update a running threshold from the batch mean, then apply SuperLoss.
 
-    Returns ``(new_tau, super_loss, sigma*)``. Pure (the caller stores ``new_tau``), so
-    it can be compiled as one graph.
+    Returns ``(new_tau, super_loss, sigma*, is_valid)``; see :func:`_update_threshold`
+    for ``is_valid`` (a bad or empty batch is computed with the unchanged ``tau``). Pure
+    (the caller stores the state), so it can be compiled as one graph.
     """
     dtype = _compute_dtype(loss)
-    batch_mean = loss.detach().to(dtype).mean()
-    new_tau = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
+    batch_mean = loss.detach().to(dtype).mean()  # NaN for an empty batch
+    new_tau, is_valid = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
     out, sigma = _super_loss_compute(loss, new_tau, regularization)
-    return new_tau, out, sigma
+    return new_tau, out, sigma, is_valid
 
 
 def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -> Tensor:

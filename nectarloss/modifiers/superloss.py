@@ -73,17 +73,19 @@ class _DetachedSuperLoss(torch.autograd.Function):
         is_initialized: Tensor,
         momentum: Tensor | float,
         regularization: float,
-        step: Callable[..., tuple[Tensor, Tensor, Tensor]],
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        new_tau, out, sigma = step(loss.detach(), tau, is_initialized, momentum, regularization)
+        step: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        new_tau, out, sigma, is_valid = step(
+            loss.detach(), tau, is_initialized, momentum, regularization
+        )
         ctx.save_for_backward(sigma)
         ctx.loss_dtype = loss.dtype
-        ctx.mark_non_differentiable(new_tau, sigma)
-        return new_tau, out, sigma
+        ctx.mark_non_differentiable(new_tau, sigma, is_valid)
+        return new_tau, out, sigma, is_valid
 
     @staticmethod
     def backward(
-        ctx: Any, grad_tau: Tensor, grad_out: Tensor, grad_sigma: Tensor
+        ctx: Any, grad_tau: Tensor, grad_out: Tensor, grad_sigma: Tensor, grad_valid: Tensor
     ) -> tuple[Tensor | None, ...]:
         (sigma,) = ctx.saved_tensors
         return (grad_out * sigma).to(ctx.loss_dtype), None, None, None, None, None
@@ -107,8 +109,13 @@ class SuperLoss(Modifier):
       instead of a running sum, which stays accurate in float32 over long runs).
 
     Training and evaluation keep separate estimates (``tau_train``, ``tau_eval``,
-    following ``self.training``), saved in ``state_dict``. Empty batches leave them
-    unchanged. The last batch's confidences are in :attr:`last_confidence`.
+    following ``self.training``), saved in ``state_dict``. A batch whose mean is not
+    finite (a NaN or inf loss, or an empty batch) leaves the estimate, its flag and its
+    counter unchanged, as if it had been skipped (a ``torch.where``, no host sync); its
+    output is still returned, computed with the previous ``tau`` (NaN or inf where the
+    loss is), so the caller sees and reports it. With ``sync_ranks`` the test runs on the
+    averaged mean, so all ranks skip together. The last batch's confidences are in
+    :attr:`last_confidence`.
 
     Args:
         threshold: A finite float, ``"exp"`` or ``"global"``.
@@ -193,55 +200,64 @@ class SuperLoss(Modifier):
             getattr(self, f"count_{mode}").zero_()
         self.last_confidence = self.last_confidence.new_empty(0)
 
+    def _running_buffers(self) -> tuple[Tensor, Tensor, Tensor]:
+        """This mode's ``(tau, is_initialized, count)`` buffers."""
+        mode = "train" if self.training else "eval"
+        return (
+            getattr(self, f"tau_{mode}"),
+            getattr(self, f"is_initialized_{mode}"),
+            getattr(self, f"count_{mode}"),
+        )
+
+    def _momentum(self, count: Tensor, dtype: torch.dtype) -> Tensor | float:
+        """``momentum`` for ``"exp"``; ``1 / (n + 1)`` (a device tensor) for ``"global"``."""
+        if self.threshold == "exp":
+            return self.momentum
+        return 1.0 / (count + 1).to(dtype)
+
+    def _store(self, new_tau: Tensor, is_valid: Tensor) -> None:
+        """Store ``new_tau``; set the flag and count the batch only where ``is_valid``."""
+        tau, is_initialized, count = self._running_buffers()
+        tau.copy_(new_tau)  # equal to the old tau where the batch was not valid
+        is_initialized.logical_or_(is_valid)
+        count.add_(is_valid.to(count.dtype))
+
     def _next_tau(self, loss: Tensor) -> Tensor:
         """Update this mode's running threshold from ``loss`` and return it."""
-        mode = "train" if self.training else "eval"
-        tau: Tensor = getattr(self, f"tau_{mode}")
-        if isinstance(self.threshold, float) or loss.numel() == 0:
+        tau, is_initialized, count = self._running_buffers()
+        if isinstance(self.threshold, float):
             return tau.clone()
-        is_initialized: Tensor = getattr(self, f"is_initialized_{mode}")
-        count: Tensor = getattr(self, f"count_{mode}")
         dtype = torch.promote_types(loss.dtype, torch.float32)
-        batch_mean = loss.detach().to(dtype).mean()
-        if self.sync_ranks:
+        batch_mean = loss.detach().to(dtype).mean()  # NaN for an empty batch
+        if self.sync_ranks:  # every rank joins, even with an empty batch
             batch_mean = mean_across_ranks(batch_mean).to(dtype)
-        momentum: Tensor | float
-        if self.threshold == "exp":
-            momentum = self.momentum
-        else:
-            momentum = 1.0 / (count + 1).to(dtype)
-        new_tau = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
-        tau.copy_(new_tau)
-        is_initialized.fill_(True)
-        count.add_(1)
+        new_tau, is_valid = _update_threshold(
+            tau.to(dtype), is_initialized, batch_mean, self._momentum(count, dtype)
+        )
+        self._store(new_tau, is_valid)
         return new_tau
 
     def forward(self, loss: Tensor, context: LossContext | None = None) -> Tensor:
         """Return the per-sample SuperLoss and update the running threshold.
 
+        A non-finite or empty batch leaves the threshold unchanged (see the class
+        docstring) and is computed with the current one.
+
         Args:
-            loss: Per-sample loss, shape ``[B]``.
+            loss: Per-sample loss, shape ``[B]`` (``B`` may be 0).
             context: Unused; SuperLoss needs only the loss.
 
         Returns:
             The per-sample SuperLoss, shape ``[B]``, float32 or wider.
         """
-        mode = "train" if self.training else "eval"
-        running = isinstance(self.threshold, str) and loss.numel() > 0
-        if running and not self.sync_ranks:
-            tau: Tensor = getattr(self, f"tau_{mode}")
-            is_initialized: Tensor = getattr(self, f"is_initialized_{mode}")
-            count: Tensor = getattr(self, f"count_{mode}")
-            momentum: Tensor | float = self.momentum
-            if self.threshold == "global":
-                momentum = 1.0 / (count + 1).to(torch.promote_types(loss.dtype, torch.float32))
+        if isinstance(self.threshold, str) and not self.sync_ranks:
+            tau, is_initialized, count = self._running_buffers()
+            momentum = self._momentum(count, torch.promote_types(loss.dtype, torch.float32))
             step = maybe_compiled(_running_super_loss, self.use_compile)
-            new_tau, out, sigma = _DetachedSuperLoss.apply(  # type: ignore[no-untyped-call]
+            new_tau, out, sigma, is_valid = _DetachedSuperLoss.apply(  # type: ignore[no-untyped-call]
                 loss, tau, is_initialized, momentum, self.regularization, step
             )
-            tau.copy_(new_tau)
-            is_initialized.fill_(True)
-            count.add_(1)
+            self._store(new_tau, is_valid)
         else:
             compute = maybe_compiled(_super_loss_compute, self.use_compile)
             out, sigma = compute(loss, self._next_tau(loss), self.regularization)

@@ -194,3 +194,18 @@ def test_float32_under_autocast() -> None:
     torch.testing.assert_close(
         weight, sangoi_weight(snr, prediction.bfloat16().float(), target.bfloat16().float())
     )
+
+
+@pytest.mark.parametrize("seed_exact", [False, True])
+@pytest.mark.parametrize("shape", [(0,), (0, 4), (0, 3, 8, 8)])
+def test_empty_batch(shape: tuple[int, ...], seed_exact: bool) -> None:
+    prediction = torch.randn(shape, requires_grad=True)
+    target = torch.randn(shape)
+    loss, snr = torch.zeros(0), torch.zeros(0)
+    assert mape(prediction, target).shape == (0,)
+    assert sangoi_weight(snr, prediction, target, seed_exact=seed_exact).shape == (0,)
+    mask = None if seed_exact else torch.ones(shape, dtype=torch.bool)
+    out = sangoi(loss, snr, prediction, target, mask=mask, detach=False, seed_exact=seed_exact)
+    assert out.shape == (0,)
+    out.sum().backward()
+    assert prediction.grad is not None and prediction.grad.shape == shape

@@ -156,3 +156,17 @@ def test_weights_are_detached_and_float32_for_integer_snr() -> None:
 def test_validation(call: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "twin", [min_snr, debiased_estimation, p2], ids=["min_snr", "debiased", "p2"]
+)
+@pytest.mark.parametrize("snr_dtype", [torch.float32, torch.int64])
+def test_empty_batch(twin: object, snr_dtype: torch.dtype) -> None:
+    loss = torch.zeros(0, requires_grad=True)
+    out = twin(loss, torch.zeros(0, dtype=snr_dtype))  # type: ignore[operator]
+    assert out.shape == (0,) and out.dtype == torch.float32
+    out.sum().backward()
+    assert loss.grad is not None and loss.grad.shape == (0,)
+    for weight in (min_snr_weight, debiased_estimation_weight, p2_weight):
+        assert weight(torch.zeros(0, dtype=snr_dtype)).shape == (0,)

@@ -10,6 +10,7 @@ import torch
 from scipy.special import lambertw as scipy_lambertw
 
 from nectarloss.functional import super_loss, super_loss_confidence
+from nectarloss.functional.super_loss import _running_super_loss, _update_threshold
 
 OMEGA = 0.5671432904097838  # W0(1), OEIS A030178; exp(-OMEGA) == OMEGA
 # loss - tau = 2, lambda = 1: beta = 2, sigma* = exp(-W0(1)) = OMEGA,
@@ -96,3 +97,59 @@ def test_half_precision_loss_is_computed_in_float32() -> None:
 def test_regularization_validation(value: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         super_loss(torch.ones(2), tau=1.0, regularization=value)  # type: ignore[arg-type]
+
+
+def test_empty_batch() -> None:
+    loss = torch.zeros(0, dtype=torch.float64, requires_grad=True)
+    out = super_loss(loss, tau=torch.tensor(1.0))
+    assert out.shape == (0,) and out.dtype == torch.float64
+    out.sum().backward()
+    assert loss.grad is not None and loss.grad.shape == (0,)
+    assert super_loss_confidence(torch.zeros(0), tau=1.0).shape == (0,)
+
+
+def test_non_finite_losses_stay_per_sample() -> None:
+    """A NaN or inf sample is non-finite in the output; the others are untouched."""
+    loss = torch.tensor([1.0, math.nan, 3.0, math.inf], dtype=torch.float64)
+    out = super_loss(loss, tau=1.0)
+    assert torch.equal(torch.isfinite(out), torch.tensor([True, False, True, False]))
+    torch.testing.assert_close(out[[0, 2]], super_loss(loss[[0, 2]], tau=1.0))
+
+
+# The running-threshold update shared by SuperLoss and manual callers: exp momentum 0.1.
+TAU_AFTER_EXP_STEP = 2.0 - 0.1 * (2.0 - 6.0)
+
+
+@pytest.mark.parametrize(
+    "batch_mean",
+    [math.nan, math.inf, -math.inf],
+    ids=["nan", "inf", "-inf"],
+)
+@pytest.mark.parametrize("is_initialized", [False, True])
+def test_update_threshold_skips_non_finite_mean(batch_mean: float, is_initialized: bool) -> None:
+    tau = torch.tensor(2.0, dtype=torch.float64)
+    flag = torch.tensor(is_initialized)
+    mean = torch.tensor(batch_mean, dtype=torch.float64)
+    new_tau, is_valid = _update_threshold(tau, flag, mean, 0.1)
+    assert torch.equal(new_tau, tau)
+    assert not bool(is_valid)
+
+
+def test_update_threshold_moves_on_finite_mean() -> None:
+    tau = torch.tensor(2.0, dtype=torch.float64)
+    mean = torch.tensor(6.0, dtype=torch.float64)
+    new_tau, is_valid = _update_threshold(tau, torch.tensor(True), mean, 0.1)
+    assert new_tau.item() == pytest.approx(TAU_AFTER_EXP_STEP)
+    assert bool(is_valid)
+    new_tau, _ = _update_threshold(tau, torch.tensor(False), mean, 0.1)
+    assert new_tau.item() == 6.0  # the first batch sets tau to its mean
+
+
+@pytest.mark.parametrize("bad", ["nan", "empty"])
+def test_running_super_loss_keeps_tau_on_bad_batch(bad: str) -> None:
+    loss = torch.tensor([1.0, math.nan]) if bad == "nan" else torch.empty(0)
+    tau = torch.tensor(2.0)
+    new_tau, out, sigma, is_valid = _running_super_loss(loss, tau, torch.tensor(True), 0.1, 1.0)
+    assert torch.equal(new_tau, tau) and not bool(is_valid)
+    assert out.shape == sigma.shape == loss.shape
+    torch.testing.assert_close(out, super_loss(loss, tau), equal_nan=True)

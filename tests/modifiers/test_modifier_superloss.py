@@ -227,3 +227,115 @@ def test_compiled_path_matches_eager() -> None:
     torch.testing.assert_close(loss.grad, fused.last_confidence, rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="`use_compile` expected a bool, got str"):
         SuperLoss(use_compile="yes")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------- running state survives a bad batch
+RUNNING_BUFFERS = ("tau", "is_initialized", "count")
+BAD_BATCHES = {
+    "nan": torch.tensor([1.0, math.nan, 3.0]),
+    "posinf": torch.tensor([1.0, math.inf, 3.0]),
+    "neginf": torch.tensor([-math.inf, 2.0, 3.0]),
+    "all_nan": torch.full((3,), math.nan),
+    "empty": torch.empty(0),
+}
+
+
+def _good_batches(seed: int, num: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(8, generator=gen) * 4 for _ in range(num)]
+
+
+def _running_state(modifier: SuperLoss, mode: str) -> dict[str, torch.Tensor]:
+    return {name: getattr(modifier, f"{name}_{mode}").clone() for name in RUNNING_BUFFERS}
+
+
+def _assert_same_state(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    for name, value in want.items():
+        assert torch.equal(got[name], value), f"{name}: {got[name]} != {value}"
+
+
+@pytest.mark.parametrize("bad", list(BAD_BATCHES), ids=list(BAD_BATCHES))
+@pytest.mark.parametrize("threshold", ["exp", "global"])
+@pytest.mark.parametrize("sync_ranks", [False, True], ids=["fused", "sync_ranks"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_bad_batch_leaves_running_threshold_as_if_skipped(
+    bad: str, threshold: str, sync_ranks: bool, mode: str
+) -> None:
+    """5 good batches, one bad, 3 good: tau equals (exactly) the run without the bad one."""
+    before, after = _good_batches(0, 5), _good_batches(1, 3)
+    hit = SuperLoss(threshold, sync_ranks=sync_ranks).train(mode == "train")
+    skip = SuperLoss(threshold, sync_ranks=sync_ranks).train(mode == "train")
+    for batch in before:
+        hit(batch)
+        skip(batch)
+    out = hit(BAD_BATCHES[bad])
+    assert out.shape == BAD_BATCHES[bad].shape
+    _assert_same_state(_running_state(hit, mode), _running_state(skip, mode))
+    for batch in after:
+        torch.testing.assert_close(hit(batch), skip(batch), rtol=0.0, atol=0.0)
+        _assert_same_state(_running_state(hit, mode), _running_state(skip, mode))
+    assert bool(torch.isfinite(hit.tau))
+    assert int(getattr(hit, f"count_{mode}")) == len(before) + len(after)
+
+
+@pytest.mark.parametrize("threshold", ["exp", "global"])
+def test_bad_batch_output_uses_the_previous_threshold(threshold: str) -> None:
+    """The bad batch's output is still returned: NaN where the loss is, finite elsewhere."""
+    modifier = SuperLoss(threshold)
+    modifier(BATCH_1)
+    tau_before = modifier.tau.clone()
+    batch = torch.tensor([1.0, math.nan, 3.0], dtype=torch.float64)
+    out = modifier(batch)
+    torch.testing.assert_close(out, super_loss(batch, tau_before), equal_nan=True)
+    assert torch.equal(torch.isnan(out), torch.tensor([False, True, False]))
+    assert torch.equal(modifier.tau, tau_before)
+
+
+@pytest.mark.parametrize("threshold", ["exp", "global"])
+def test_bad_first_batch_does_not_initialize(threshold: str) -> None:
+    modifier = SuperLoss(threshold)
+    modifier(torch.tensor([math.nan, 1.0]))
+    assert modifier.tau_train.item() == 0.0
+    assert not bool(modifier.is_initialized_train)
+    assert int(modifier.count_train) == 0
+    modifier(BATCH_2)  # the first good batch sets tau to its mean
+    assert modifier.tau_train.item() == pytest.approx(6.0)
+    assert int(modifier.count_train) == 1
+
+
+@pytest.mark.parametrize("threshold", ["exp", "global", 1.5])
+@pytest.mark.parametrize("use_compile", [False, True], ids=["eager", "compiled"])
+def test_empty_batch_returns_empty_and_keeps_state(
+    threshold: float | str, use_compile: bool
+) -> None:
+    modifier = SuperLoss(threshold, use_compile=use_compile)
+    fresh = {k: v.clone() for k, v in modifier.state_dict().items()}
+    out = modifier(torch.empty(0))  # before any batch
+    assert out.shape == (0,)
+    assert modifier.last_confidence.shape == (0,)
+    for key, value in modifier.state_dict().items():
+        assert torch.equal(value, fresh[key]), key
+    modifier(BATCH_1)
+    state = {k: v.clone() for k, v in modifier.state_dict().items()}
+    loss = torch.empty(0, dtype=torch.float64, requires_grad=True)
+    out = modifier(loss)
+    assert out.shape == (0,)
+    out.sum().backward()
+    assert loss.grad is not None and loss.grad.shape == (0,)
+    for key, value in modifier.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_compiled_bad_batch_is_skipped() -> None:
+    """Compiled: the NaN batch is skipped exactly; eager agrees up to fusion rounding."""
+    hit, skip = SuperLoss("global", use_compile=True), SuperLoss("global", use_compile=True)
+    eager = SuperLoss("global")
+    good_before, good_after = _good_batches(2, 2), _good_batches(3, 2)
+    for batch in [*good_before, BAD_BATCHES["nan"], *good_after]:
+        out = hit(batch)
+        torch.testing.assert_close(out, eager(batch), equal_nan=True)
+    for batch in [*good_before, *good_after]:
+        skip(batch)
+    _assert_same_state(_running_state(hit, "train"), _running_state(skip, "train"))
+    torch.testing.assert_close(hit.tau, eager.tau)
+    assert int(hit.count_train) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -67,3 +68,31 @@ def test_forward_and_backward_do_not_sync(modifier: Modifier, float_timesteps: b
     assert counter.scalar_reads == 0
     assert counter.host_copies == 0
     assert items.count == 0
+
+
+@pytest.mark.parametrize("modifier", _modifiers(), ids=lambda m: repr(m).split("(")[0])
+def test_bad_and_empty_batches_do_not_sync(modifier: Modifier) -> None:
+    """The guarded state update (NaN, inf and empty batches) stays on the device."""
+    extra_ok = not getattr(modifier, "seed_exact", False)
+    items = _ItemCounter()
+    with SyncCounter() as counter, items:
+        for batch, bad in ((4, None), (4, math.nan), (4, math.inf), (0, None), (4, None)):
+            prediction = torch.randn(batch, 3, 8, 8, requires_grad=True)
+            target = torch.randn(batch, 3, 8, 8)
+            mask = torch.rand(batch, 1, 8, 8) > 0.3
+            ctx = LossContext(
+                "mse",
+                (prediction, target),
+                timesteps=torch.randint(0, 1000, (batch,)),
+                extra={"mask": mask} if extra_ok else {},
+            )
+            loss = (prediction - target).square().mean(dim=(1, 2, 3))
+            if bad is not None:
+                loss = torch.cat([loss[:1], loss[1:2] * bad, loss[2:]])
+            modifier(loss, ctx).sum().backward()
+    assert counter.scalar_reads == 0
+    assert counter.host_copies == 0
+    assert items.count == 0
+    tau = getattr(modifier, "tau", None)
+    if tau is not None:
+        assert bool(torch.isfinite(tau))
