@@ -120,8 +120,7 @@ def train(weighting: str, steps: int, batch: int, out: Path) -> dict[str, float]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
 
     run_dir = out / weighting
-    (run_dir / "loss_log.jsonl").unlink(missing_ok=True)
-    with LossManager(run_dir) as lm:
+    with LossManager(run_dir, overwrite=True) as lm:
         # The weighting reads the SNR of each timestep from the same noise schedule.
         lm.init_from_spec(diffusion, weighting, schedule=NoiseSchedule.from_betas(betas))
         for _ in range(steps):

@@ -60,8 +60,7 @@ def main() -> None:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-3, betas=(0.5, 0.999))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loss_log.jsonl").unlink(missing_ok=True)  # start a fresh log
-    with LossManager(args.out, device=device) as lm:
+    with LossManager(args.out, device=device, overwrite=True) as lm:  # a fresh log each run
         lm.init_from_spec(load_spec, "pix2pix_basic")
         lm.print_weights()
         print(f"held-out L1 before training: {heldout_l1(generator, x_val, y_val):.4f}")

@@ -5,6 +5,8 @@ them by name or tag, and log every value to a JSON Lines file.
 """
 
 from nectarloss.errors import (
+    ExistingLogError,
+    LogInUseError,
     LogWriteError,
     NonFiniteLossError,
     NonFiniteLossWarning,
@@ -15,14 +17,17 @@ from nectarloss.losses import register_loss
 from nectarloss.manager import LossManager
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.schedules import Schedule
+from nectarloss.shutdown import flush_on_sigterm
 from nectarloss.specs import SpecError, dump_spec, load_spec
 from nectarloss.testing import SyncCounter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExistingLogError",
     "LMHistory",
     "LMLoss",
+    "LogInUseError",
     "LogWriteError",
     "LossLog",
     "LossManager",
@@ -36,6 +41,7 @@ __all__ = [
     "__version__",
     "dump_spec",
     "export_nectargan",
+    "flush_on_sigterm",
     "load_spec",
     "read_log",
     "register_loss",

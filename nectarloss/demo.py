@@ -46,7 +46,7 @@ from rich.text import Text
 from torch import Tensor, nn
 
 from nectarloss.console import summary_table
-from nectarloss.log import LOG_FILENAME, read_log, summarize_log
+from nectarloss.log import read_log, summarize_log
 from nectarloss.manager import LossManager
 
 __all__ = [
@@ -623,8 +623,12 @@ def _train_step(
 
 
 def _fresh_outputs(directory: Path) -> None:
-    """Remove the files a previous demo run left in ``directory`` (it writes new ones)."""
-    for name in (LOG_FILENAME, LOSS_GRAPH_FILENAME, SAMPLES_FILENAME):
+    """Remove the pictures a previous demo run left in ``directory`` (it writes new ones).
+
+    The log is not removed here: the manager replaces it (``overwrite=True``) once it
+    holds the log's lock, so a demo still running in the same directory is refused.
+    """
+    for name in (LOSS_GRAPH_FILENAME, SAMPLES_FILENAME):
         (directory / name).unlink(missing_ok=True)
 
 
@@ -675,7 +679,9 @@ def run_demo(
     experiment_dir.mkdir(parents=True, exist_ok=True)
     _fresh_outputs(experiment_dir)
     total_steps = cfg.epochs * cfg.steps_per_epoch
-    lm = LossManager(experiment_dir, device=device, history_buffer_size=cfg.steps_per_epoch)
+    lm = LossManager(
+        experiment_dir, device=device, history_buffer_size=cfg.steps_per_epoch, overwrite=True
+    )
     with lm:
         lm.init_from_spec(load_spec, cfg.spec)
         registered = lm.get_registered_losses()

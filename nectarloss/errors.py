@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["LogWriteError", "NonFiniteLossError", "NonFiniteLossWarning", "UnknownLossError"]
+__all__ = [
+    "ExistingLogError",
+    "LogInUseError",
+    "LogWriteError",
+    "NonFiniteLossError",
+    "NonFiniteLossWarning",
+    "UnknownLossError",
+]
 
 
 class LogWriteError(OSError):
     """A flush could not write the log. The buffered values are kept for the next flush."""
+
+
+class LogInUseError(RuntimeError):
+    """Another manager (in this process or another) is writing the same log."""
+
+
+class ExistingLogError(FileExistsError):
+    """The log already holds a run; pass ``resume=True`` or ``overwrite=True``."""
 
 
 class NonFiniteLossError(ValueError):

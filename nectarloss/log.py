@@ -15,14 +15,22 @@ line (a crash in the middle of a write).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
-from dataclasses import dataclass, field
+import sys
+import weakref
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 import orjson
+
+from nectarloss.columns import LogColumn, column_stats, multiply
+from nectarloss.errors import ExistingLogError, LogInUseError
 
 __all__ = [
     "LOG_FILENAME",
@@ -54,26 +62,104 @@ def encode_nonfinite(values: list[float], bad: list[int]) -> list[float | str]:
     return out
 
 
-def _decode_values(values: list[Any]) -> list[float]:
-    return [_NONFINITE_NAMES[v] if isinstance(v, str) else v for v in values]
+def _decode_values(values: list[Any]) -> array[float]:
+    """Logged values as float64, with ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` decoded.
+
+    Raises:
+        ValueError: An item is neither a number nor one of those names.
+    """
+    try:
+        return array("d", values)
+    except TypeError:
+        pass
+    decoded: list[Any] = [_NONFINITE_NAMES.get(v, v) if isinstance(v, str) else v for v in values]
+    try:
+        return array("d", decoded)
+    except TypeError:
+        bad = next(v for v in decoded if not isinstance(v, (int, float)))
+        raise ValueError(f"expected numbers, got {_json_text(bad)}") from None
+
+
+def _json_text(value: object) -> str:
+    """A short JSON rendering of a value for an error message."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class LogFormatError(ValueError):
     """A loss log that cannot be read: not ours, or corrupt before its last line."""
 
 
-@dataclass
-class LossSeries:
-    """Every logged value of one loss, in order."""
+def _column(typecode: Literal["q", "d"], items: Iterable[Any], owner: str) -> LogColumn[Any]:
+    """``items`` as a column (a column of the right type is shared: columns are read-only)."""
+    if isinstance(items, LogColumn) and items.typecode == typecode:
+        return items
+    try:
+        return LogColumn(array(typecode, items))
+    except (TypeError, OverflowError) as exc:
+        what = "integers" if typecode == "q" else "numbers"
+        raise TypeError(f"LossSeries: `{owner}` expected {what} ({exc}).") from None
 
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
+
+class LossSeries:
+    """Every logged value of one loss, in order, in compact read-only columns.
+
+    ``steps`` (ints), ``values`` (raw, unweighted) and ``weights`` (floats) are
+    :class:`~nectarloss.columns.LogColumn` s: 8 bytes per item, read like lists
+    (indexing, slicing, ``len``, iteration, ``==`` against a list).
+
+    Args:
+        steps: Step numbers.
+        values: Raw loss values, NaN/Inf included.
+        weights: The weight applied at each step.
+
+    Raises:
+        ValueError: The three differ in length.
+        TypeError: A step is not an int, or a value or weight not a number.
+
+    Example:
+        >>> series = LossSeries(steps=[0, 1], values=[0.5, 0.25], weights=[2.0, 2.0])
+        >>> series.weighted == [1.0, 0.5], series.steps[-1]
+        (True, 1)
+    """
+
+    __slots__ = ("steps", "values", "weights")
+
+    def __init__(
+        self,
+        steps: Iterable[int] = (),
+        values: Iterable[float] = (),
+        weights: Iterable[float] = (),
+    ) -> None:
+        self.steps: LogColumn[int] = _column("q", steps, "steps")
+        self.values: LogColumn[float] = _column("d", values, "values")
+        self.weights: LogColumn[float] = _column("d", weights, "weights")
+        for name in ("values", "weights"):
+            if len(getattr(self, name)) != len(self.steps):
+                raise ValueError(
+                    f"LossSeries: `{name}` expected {len(self.steps)} items (as many as "
+                    f"`steps`), got {len(getattr(self, name))}."
+                )
 
     @property
-    def weighted(self) -> list[float]:
-        """Values times their weights."""
-        return [v * w for v, w in zip(self.values, self.weights, strict=True)]
+    def weighted(self) -> LogColumn[float]:
+        """Values times their weights (computed on each access; ``values`` if all are 1)."""
+        return multiply(self.values, self.weights)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LossSeries):
+            return NotImplemented
+        return (
+            self.steps == other.steps
+            and self.values == other.values
+            and self.weights == other.weights
+        )
+
+    def __repr__(self) -> str:
+        return f"LossSeries(steps={self.steps!r}, values={self.values!r}, weights={self.weights!r})"
 
 
 @dataclass
@@ -98,33 +184,128 @@ def header_line(losses: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 class LossLogWriter:
-    """Appends lines to a loss log; never rewrites what is there.
+    """Appends lines to a loss log; never rewrites what is there. One writer per log.
+
+    The writer holds an exclusive lock on ``<log>.lock`` (``fcntl.flock``; the OS
+    releases it when the process dies) from construction until :meth:`close`, so a
+    second writer on the same log, in this process or another, is refused.
 
     Args:
         path: The ``.jsonl`` file. Its parent directory must exist.
         fsync: Whether to ``os.fsync`` after each append (slower, survives power loss).
+        mode: What to do with a log that already holds lines: ``"new"`` refuses it
+            (:class:`ExistingLogError`), ``"resume"`` appends to it after checking its
+            header and cutting a crash-torn last line, ``"overwrite"`` empties it.
+
+    Raises:
+        LogInUseError: Another writer holds the log.
+        ExistingLogError: ``mode="new"`` and the log is not empty.
+        LogFormatError: ``mode="resume"`` and the file is not a nectarloss log.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fsync: bool = False,
+        mode: Literal["new", "resume", "overwrite"] = "new",
+    ) -> None:
+        if mode not in ("new", "resume", "overwrite"):
+            raise ValueError(
+                f"LossLogWriter: `mode` expected 'new', 'resume' or 'overwrite', got {mode!r}."
+            )
         self.path = Path(path)
         self.fsync = fsync
-        self._has_header = self._check_existing()
+        self._lock_fd: int | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._pending_cut: int | None = None
+        self._known_size: int | None = None  # the size this writer left the log at
+        self.acquire()
+        try:
+            self._has_header = self._open_existing(mode)
+        except BaseException:
+            self.close()
+            raise
 
-    def _check_existing(self) -> bool:
-        if not self.path.exists() or self.path.stat().st_size == 0:
+    # -- ownership ---------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        """The lock file next to the log."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    def acquire(self) -> None:
+        """Take the log's lock (a no-op if this writer holds it).
+
+        Raises:
+            LogInUseError: Another writer holds it.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
+        try:
+            _lock_exclusive(fd)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogInUseError(
+                f"{self.path.parent}: its log {self.path.name} is being written by another "
+                "LossManager (in this process or another one); a log has one writer at a "
+                "time. Close that manager first, or use a different experiment_dir."
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+        known, self._known_size = self._known_size, self.size
+        if known is not None and known != self._known_size:
+            self.close()
+            raise LogInUseError(
+                f"{self.path}: the log changed ({known} -> {self._known_size} bytes) while "
+                "this writer had released it; another writer took it over."
+            )
+
+    def close(self) -> None:
+        """Release the lock. :meth:`append` takes it again if the writer is used later."""
+        if self._finalizer is not None:
+            self._finalizer()  # closing the descriptor releases the flock
+        self._finalizer = None
+        self._lock_fd = None
+
+    @property
+    def is_locked(self) -> bool:
+        """Whether this writer holds the log's lock."""
+        return self._lock_fd is not None
+
+    def _open_existing(self, mode: str) -> bool:
+        if self.size == 0:
             return False
+        if mode == "overwrite":
+            self.truncate(0)
+            return False
+        if mode == "new":
+            raise ExistingLogError(
+                f"{self.path} already holds the log of a run ({self.size} bytes). Pass "
+                "resume=True to continue that run's log, overwrite=True to replace it, or "
+                "use a new experiment_dir."
+            )
+        self._check_header()
+        self._drop_partial_last_line()
+        return self.size > 0
+
+    def _check_header(self) -> None:
         with self.path.open("rb") as fh:
             first = fh.readline()
         try:
             head = orjson.loads(first)
         except orjson.JSONDecodeError as exc:
             raise LogFormatError(
-                f"{self.path}: line 1 is not a nectarloss log header ({exc})."
+                f"{self.path}: line 1 is not a nectarloss log header ({exc}); pass "
+                "overwrite=True to replace the file."
             ) from exc
         if not isinstance(head, dict) or head.get("format") != LOG_FORMAT:
-            raise LogFormatError(f"{self.path}: line 1 is not a nectarloss log header.")
-        self._drop_partial_last_line()
-        return True
+            raise LogFormatError(
+                f"{self.path}: line 1 is not a nectarloss log header; pass overwrite=True "
+                "to replace the file."
+            )
 
     def _drop_partial_last_line(self) -> None:
         """Cut a last line left without its newline by a crash, so appends stay valid.
@@ -147,11 +328,16 @@ class LossLogWriter:
                 cut = 0
             if cut < end:
                 fh.truncate(cut)
+        self._known_size = cut
 
+    # -- reading the file's state ------------------------------------------------------
     @property
     def size(self) -> int:
         """Current size of the log file in bytes (0 if it does not exist)."""
-        return self.path.stat().st_size if self.path.exists() else 0
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def header(self) -> dict[str, Any] | None:
         """The parsed header line, or ``None`` for an empty log."""
@@ -161,96 +347,235 @@ class LossLogWriter:
             head: dict[str, Any] = orjson.loads(fh.readline())
         return head
 
-    def truncate(self, size: int) -> None:
-        """Cut the log back to ``size`` bytes (a resume discarding lines written after it)."""
-        with self.path.open("r+b") as fh:
-            fh.truncate(size)
-        self._has_header = size > 0
+    def ends_a_line(self, offset: int) -> bool:
+        """Whether ``offset`` is 0 or just past a newline of the log."""
+        if offset == 0:
+            return True
+        if not 0 < offset <= self.size:
+            return False
+        with self.path.open("rb") as fh:
+            fh.seek(offset - 1)
+            return fh.read(1) == b"\n"
 
     @property
     def has_header(self) -> bool:
         """Whether the file already starts with a header line."""
         return self._has_header
 
+    # -- writing -----------------------------------------------------------------------
+    def truncate(self, size: int) -> None:
+        """Cut the log back to ``size`` bytes (a resume discarding lines written after it)."""
+        os.truncate(self.path, size)
+        self._has_header = size > 0
+        self._known_size = size
+
     def append(self, lines: list[dict[str, Any]]) -> int:
-        """Append ``lines`` (one ``write`` call). Returns the number of bytes written.
+        """Append ``lines`` with unbuffered writes. Returns the number of bytes written.
+
+        Either every line is written or none: a write the kernel accepted only in part
+        (a full disk, a file-size limit) or an exception in the middle (a signal) is
+        cut back to the last complete line before the error propagates.
 
         Raises:
-            OSError: If the write fails; the file then holds at most whole earlier lines
-                plus possibly a partial last line, which :func:`read_log` ignores.
+            OSError: The write failed; the file is left exactly as it was.
         """
+        self.acquire()
         payload = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-        with self.path.open("ab") as fh:
-            start = fh.tell()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o644)
+        try:
+            if self._pending_cut is not None:  # an earlier failure could not cut its tail
+                os.ftruncate(fd, self._pending_cut)
+                self._pending_cut = None
+            start = os.fstat(fd).st_size
             try:
-                fh.write(payload)
-                fh.flush()
+                _write_all(fd, payload)
                 if self.fsync:
-                    os.fsync(fh.fileno())
-            except OSError:
-                _truncate_quietly(fh, start)
+                    os.fsync(fd)
+            except BaseException:
+                self._cut(fd, start)
                 raise
+            self._known_size = start + len(payload)
+        finally:
+            os.close(fd)
         if any(line.get("kind") == "header" for line in lines):
             self._has_header = True
         return len(payload)
 
+    def _cut(self, fd: int, size: int) -> None:
+        """Remove a partial append; if even that fails, the next append cuts first."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            self._pending_cut = size
 
-def _truncate_quietly(fh: Any, size: int) -> None:
-    """Best effort: remove a partially written append so the file ends on a whole line."""
-    try:
-        fh.truncate(size)
-    except OSError:
-        pass
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _lock_exclusive(fd: int) -> None:
+    """Lock ``fd``'s file without waiting; ``BlockingIOError`` if another holds it."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            raise BlockingIOError(str(exc)) from exc
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    """``os.write`` until every byte is written (a regular file may take part of a write)."""
+    view = memoryview(payload)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "the log write made no progress")
+        view = view[written:]
 
 
 def read_log(path: str | os.PathLike[str]) -> LossLog:
     """Read a loss log: every value of every loss, in order.
 
-    A last line without its newline that does not parse (a crash mid-write) is
-    skipped and reported as ``truncated=True``.
+    The file is read one line at a time and each loss's numbers go into compact
+    columns (8 bytes per number), so memory follows the values, not the file size. A
+    last line without its newline that does not parse (a crash mid-write) is skipped
+    and reported as ``truncated=True``.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        LogFormatError: If the file is not a nectarloss log or a line before the last
-            is corrupt (the message gives the line number).
+        LogFormatError: If the file is not a nectarloss log, has a log version this
+            nectarloss does not read, or a line before the last is corrupt or malformed
+            (the message gives the file and the line number).
     """
     p = Path(path)
-    data = p.read_bytes()
-    lines = data.split(b"\n")
     header: dict[str, Any] | None = None
-    losses: dict[str, LossSeries] = {}
     info: dict[str, dict[str, Any]] = {}
+    columns: dict[str, tuple[array[int], array[float], array[float]]] = {}
     truncated = False
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if number == len(lines):  # the last line, cut by a crash mid-write
-                truncated = True
-                break
-            raise LogFormatError(f"{p}: line {number} is not valid JSON ({exc}).") from exc
-        if not isinstance(obj, dict):
-            raise LogFormatError(f"{p}: line {number} expected a JSON object, got {obj!r:.60}.")
-        kind = obj.get("kind")
-        if header is None:
-            if kind != "header" or obj.get("format") != LOG_FORMAT:
-                raise LogFormatError(f"{p}: line {number} expected a nectarloss log header.")
-            header = obj
-            info.update(obj.get("losses", {}))
-        elif kind == "register":
-            info.update(obj.get("losses", {}))
-        elif kind == "chunk":
-            series = losses.setdefault(str(obj["loss"]), LossSeries())
-            series.steps.extend(obj["steps"])
-            series.values.extend(_decode_values(obj["values"]))
-            series.weights.extend(obj["weights"])
-        else:
-            raise LogFormatError(f"{p}: line {number} has unknown kind {kind!r}.")
+    with p.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if raw.isspace():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not raw.endswith(b"\n"):  # the last line, cut by a crash mid-write
+                    truncated = True
+                    break
+                raise LogFormatError(f"{p}: line {number} is not valid JSON ({exc}).") from exc
+            where = f"{p}: line {number}"
+            if not isinstance(obj, dict):
+                raise LogFormatError(f"{where} expected a JSON object, got {_json_text(obj)}.")
+            kind = obj.get("kind")
+            if header is None:
+                header = _check_header(obj, where)
+                info.update(_registered(obj, where))
+            elif kind == "chunk":
+                _read_chunk(obj, raw, where, columns)
+            elif kind == "register":
+                info.update(_registered(obj, where))
+            elif kind == "header":
+                raise LogFormatError(f"{where} is a second header; a log has one, on line 1.")
+            else:
+                raise LogFormatError(f"{where} has unknown kind {kind!r}.")
     if header is None:
+        if truncated:
+            raise LogFormatError(f"{p}: the header line is cut short (a crash mid-write).")
         raise LogFormatError(f"{p}: empty log, expected a header line.")
+    losses = {
+        name: LossSeries(LogColumn(steps), LogColumn(values), LogColumn(weights))
+        for name, (steps, values, weights) in columns.items()
+    }
     return LossLog(header=header, losses=losses, info=info, truncated=truncated)
+
+
+def _check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """``obj`` if it is a header of a log version this nectarloss reads."""
+    if obj.get("kind") != "header" or obj.get("format") != LOG_FORMAT:
+        raise LogFormatError(f"{where} expected a nectarloss log header.")
+    version = obj.get("version")
+    if isinstance(version, bool) or version != LOG_VERSION:
+        raise LogFormatError(
+            f"{where}: log version {version!r} is not supported; this nectarloss reads "
+            f"version {LOG_VERSION} (a newer nectarloss may read this log)."
+        )
+    return obj
+
+
+def _registered(obj: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """The ``losses`` of a header or register line: name -> registration info."""
+    if "losses" not in obj:
+        raise LogFormatError(f"{where}: `losses` missing.")
+    losses = obj["losses"]
+    if not isinstance(losses, dict):
+        raise LogFormatError(f"{where}: `losses` expected an object, got {_json_text(losses)}.")
+    for name, entry in losses.items():
+        if not isinstance(entry, dict):
+            raise LogFormatError(
+                f"{where}: `losses.{name}` expected an object, got {_json_text(entry)}."
+            )
+    return losses
+
+
+def _read_chunk(
+    obj: dict[str, Any],
+    raw: bytes,
+    where: str,
+    columns: dict[str, tuple[array[int], array[float], array[float]]],
+) -> None:
+    """Check a chunk line and append its numbers to its loss's columns."""
+    if "loss" not in obj:
+        raise LogFormatError(f"{where}: chunk `loss` missing.")
+    name = obj["loss"]
+    if not isinstance(name, str):
+        raise LogFormatError(f"{where}: chunk `loss` expected a string, got {_json_text(name)}.")
+    where = f"{where} (chunk of {name!r})"
+    lists: list[list[Any]] = []
+    for key in _CHUNK_KEYS:
+        if key not in obj:
+            raise LogFormatError(f"{where}: `{key}` missing.")
+        items = obj[key]
+        if not isinstance(items, list):
+            raise LogFormatError(f"{where}: `{key}` expected a list, got {_json_text(items)}.")
+        lists.append(items)
+    steps, values, weights = lists
+    if not len(steps) == len(values) == len(weights):
+        raise LogFormatError(
+            f"{where}: `steps`, `values` and `weights` expected equal lengths, got steps "
+            f"{len(steps)}, values {len(values)}, weights {len(weights)}."
+        )
+    if b"true" in raw or b"false" in raw:  # array() would take a JSON boolean as 1 or 0
+        for key, items in zip(_CHUNK_KEYS, lists, strict=True):
+            if any(isinstance(v, bool) for v in items):
+                what = "integers" if key == "steps" else "numbers"
+                raise LogFormatError(f"{where}: `{key}` expected {what}, got a boolean.")
+    try:
+        new_steps = array("q", steps)
+    except (TypeError, OverflowError):
+        bad = next(v for v in steps if not isinstance(v, int) or not -(2**63) <= v < 2**63)
+        raise LogFormatError(
+            f"{where}: `steps` expected integers, got {_json_text(bad)}."
+        ) from None
+    decoded: list[array[float]] = []
+    for key, items in (("values", values), ("weights", weights)):
+        try:
+            decoded.append(_decode_values(items))
+        except ValueError as exc:
+            raise LogFormatError(f"{where}: `{key}` {exc}.") from None
+    if name not in columns:
+        columns[name] = (array("q"), array("d"), array("d"))
+    column_steps, column_values, column_weights = columns[name]
+    column_steps.extend(new_steps)
+    column_values.extend(decoded[0])
+    column_weights.extend(decoded[1])
+
+
+_CHUNK_KEYS = ("steps", "values", "weights")
+_EXPORT_BATCH = 1 << 16  # values serialised per orjson call by export_nectargan
 
 
 def export_nectargan(
@@ -262,21 +587,35 @@ def export_nectargan(
 
     The layout is ``{"LOSSMANAGER_LOG": {"loss_functions": {name: {"loss": [...],
     "weights": [...]}}}}``. ``loss`` holds weighted means by default, as NectarGAN
-    records them; pass ``weighted=False`` for raw means.
+    records them; pass ``weighted=False`` for raw means. NaN and Inf are written as
+    ``null`` (JSON has neither). The file is written in pieces, so a long log never
+    exists as one list of Python floats.
 
     Returns:
         The path written.
     """
     parsed = log if isinstance(log, LossLog) else read_log(log)
-    functions = {
-        name: {"loss": s.weighted if weighted else s.values, "weights": s.weights}
-        for name, s in parsed.losses.items()
-    }
     out = Path(out_path)
-    out.write_bytes(
-        orjson.dumps({"LOSSMANAGER_LOG": {"loss_functions": functions}}, option=orjson.OPT_INDENT_2)
-    )
+    with out.open("wb") as fh:
+        fh.write(b'{\n  "LOSSMANAGER_LOG": {\n    "loss_functions": {')
+        for i, (name, series) in enumerate(parsed.losses.items()):
+            fh.write(b"," if i else b"")
+            fh.write(b"\n      " + orjson.dumps(name) + b': {\n        "loss": ')
+            _write_json_list(fh, series.weighted if weighted else series.values)
+            fh.write(b',\n        "weights": ')
+            _write_json_list(fh, series.weights)
+            fh.write(b"\n      }")
+        fh.write(b"\n    }\n  }\n}\n" if parsed.losses else b"}\n  }\n}\n")
     return out
+
+
+def _write_json_list(fh: BinaryIO, column: LogColumn[float]) -> None:
+    """Write ``column`` as one JSON list, ``_EXPORT_BATCH`` numbers at a time."""
+    fh.write(b"[")
+    for start in range(0, len(column), _EXPORT_BATCH):
+        fh.write(b"," if start else b"")
+        fh.write(orjson.dumps(column[start : start + _EXPORT_BATCH].tolist())[1:-1])
+    fh.write(b"]")
 
 
 def summarize_log(
@@ -292,15 +631,15 @@ def summarize_log(
     out: dict[str, dict[str, float]] = {}
     for name, series in parsed.losses.items():
         values = series.weighted if weighted else series.values
-        finite = [v for v in values if math.isfinite(v)]
+        stats = column_stats(values)
         nan = math.nan
         out[name] = {
             "last": values[-1] if values else nan,
-            "mean": math.fsum(finite) / len(finite) if finite else nan,
-            "min": min(finite) if finite else nan,
-            "max": max(finite) if finite else nan,
+            "mean": stats.mean,
+            "min": stats.min,
+            "max": stats.max,
             "weight": series.weights[-1] if series.weights else nan,
-            "count": float(len(values)),
-            "nonfinite": float(len(values) - len(finite)),
+            "count": float(stats.count),
+            "nonfinite": float(stats.count - stats.num_finite),
         }
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from nectarloss.console import (
     render_text,
     summary_table,
 )
-from nectarloss.distributed import is_distributed, is_main_rank
+from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank
 from nectarloss.errors import (
     LogWriteError,
     NonFiniteLossError,
@@ -52,15 +53,30 @@ from nectarloss.modifiers.base import LossContext, Modifier
 from nectarloss.modifiers.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
-from nectarloss.shutdown import track
-from nectarloss.transfer import tensors_to_host
-from nectarloss.validation import check_inputs, check_name, check_tags, shape_of
+from nectarloss.shutdown import flushing, track
+from nectarloss.transfer import pending_to_host, values_to_host
+from nectarloss.validation import (
+    add_note,
+    check_epoch,
+    check_inputs,
+    check_name,
+    check_tags,
+    shape_of,
+)
 
 __all__ = ["LossManager"]
 
 NonFinitePolicy = Literal["warn", "raise", "ignore"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
+
+
+def _describe(inputs: tuple[Any, ...]) -> str:
+    """``"inputs of shape (2, 3), (2, 3)"`` for an error note."""
+    shapes = ", ".join(
+        str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
+    )
+    return f"inputs of shape {shapes}"
 
 
 class LossManager:
@@ -85,12 +101,26 @@ class LossManager:
             noise table and raise a clear error otherwise. Off by default because it
             reads the timesteps back (a sync); without it out-of-range timesteps are
             clamped to the table.
+        resume: Continue the run whose log is already in ``experiment_dir``: each loss's
+            step numbers go on from its last logged step (a later
+            :meth:`load_state_dict` restores the checkpoint's instead, cutting lines the
+            log gained after it). Without ``resume`` or ``overwrite``, a non-empty log
+            is refused (:class:`ExistingLogError`), so two runs never share one series.
+        overwrite: Empty an existing log and start a new run in it.
+
+    One run, one writer: a logging manager holds a lock on its log from construction
+    until :meth:`close` (the OS drops it if the process dies); a second manager on the
+    same directory, in any process, gets :class:`LogInUseError`. A manager may be
+    called from several threads: each call's bookkeeping and each flush take a
+    short lock, so steps are numbered in the order calls finish and none is lost or
+    written twice.
 
     Under ``torch.distributed`` every rank keeps its own buffers; flushes and value
     queries average them over ranks (one ``all_reduce`` each), so call
     :meth:`update_loss_log` and :meth:`get_loss_values` on every rank. Only rank 0
-    writes the log. A logging manager is flushed by :meth:`close`, on ``with`` exit, at
-    interpreter exit and on SIGTERM.
+    writes the log. A logging manager is flushed by :meth:`close`, on ``with`` exit and
+    at interpreter exit; on SIGTERM only if the application opts in with
+    :func:`nectarloss.flush_on_sigterm`.
 
     Example:
         >>> lm = LossManager(enable_logging=False)
@@ -112,7 +142,13 @@ class LossManager:
         nonfinite: NonFinitePolicy = "warn",
         nonfinite_check: Literal["flush", "step"] = "flush",
         check_timesteps: bool = False,
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
+        if resume and overwrite:
+            raise ValueError(
+                "LossManager: `resume` and `overwrite` exclude each other; pass at most one."
+            )
         if nonfinite not in ("warn", "raise", "ignore"):
             raise ValueError(
                 f"LossManager: `nonfinite` expected 'warn', 'raise' or 'ignore', got {nonfinite!r}."
@@ -135,6 +171,11 @@ class LossManager:
             raise ValueError(
                 "LossManager: `history_buffer_size` expected an int >= 1, "
                 f"got {history_buffer_size}."
+            )
+        if history_buffer_size > LMHistory.MAX_CAPACITY:
+            raise ValueError(
+                f"LossManager: `history_buffer_size` expected at most {LMHistory.MAX_CAPACITY} "
+                f"values per loss, got {history_buffer_size}; flush more often instead."
             )
         self.device = torch.device(device) if device is not None else None
         self.enable_logging = bool(enable_logging)
@@ -161,11 +202,35 @@ class LossManager:
                     f"created ({exc})."
                 ) from exc
             if is_main_rank():  # under DDP only rank 0 writes; the others still flush
-                self._writer = LossLogWriter(self.experiment_dir / LOG_FILENAME, fsync=fsync)
+                mode: Literal["new", "resume", "overwrite"] = (
+                    "resume" if resume else ("overwrite" if overwrite else "new")
+                )
+                self._writer = LossLogWriter(
+                    self.experiment_dir / LOG_FILENAME, fsync=fsync, mode=mode
+                )
             track(self)
         self._losses: dict[str, LMLoss] = {}
         self._logged_names: set[str] = set()
-        self._epoch = 0
+        #: Per loss, the step after the last one in the log being resumed.
+        self._resumed_steps: dict[str, int] = {}
+        log_path = None if self.experiment_dir is None else self.experiment_dir / LOG_FILENAME
+        if resume and log_path is not None and log_path.exists() and log_path.stat().st_size:
+            self._continue_log(log_path)  # every rank reads it, so step numbers agree
+        self._epoch: int | float = 0
+        #: Serialises each call's bookkeeping and each flush (re-entrant, so a signal
+        #: handler that flushes inside a flush on the same thread does not deadlock).
+        self._lock = threading.RLock()
+        self._flushing = False
+
+    def _continue_log(self, path: Path) -> None:
+        """Continue the step numbering of every loss in the log being resumed."""
+        log = read_log(path)
+        self._logged_names = set(log.info)
+        self._resumed_steps = {
+            name: int(series.steps[-1]) + 1
+            for name, series in log.losses.items()
+            if len(series.steps)
+        }
 
     # ------------------------------------------------------------------ registration
     @property
@@ -256,6 +321,9 @@ class LossManager:
             device=self.device,
             weight_of_step=partial(entry.weight_at, 0) if by_step else None,
         )
+        next_step = self._resumed_steps.get(entry.name)
+        if next_step is not None:
+            entry.num_steps = entry.history.first_step = next_step
         self._losses[entry.name] = entry
 
     def init_from_spec(
@@ -348,9 +416,18 @@ class LossManager:
 
         Raises:
             KeyError: Unknown ``loss_name`` (the message lists the registered names).
-            TypeError: The loss returned something other than a Tensor, or context
-                keywords were given to a loss without modifiers.
-            ValueError: The loss function rejected the inputs (its message is kept).
+            TypeError: The loss returned something other than a Tensor, context
+                keywords were given to a loss without modifiers, or ``epoch`` is not a
+                number.
+            ValueError: Inputs nectarloss checks are wrong (count, shapes of an
+                element-wise catalog loss, devices), or ``epoch`` is NaN or negative.
+            LogWriteError: The automatic flush of a full buffer failed; every value,
+                this call's included, is kept.
+
+        An exception raised by the loss function itself (or a schedule callable)
+        propagates with its own type (``torch.OutOfMemoryError`` stays an OOM), with a
+        note naming the loss and the input shapes. An empty batch (``B == 0``) through
+        modifiers gives a zero that stays in the graph, recorded as 0.
         """
         entry = self._losses.get(loss_name) or self._entry(loss_name)
         return self._run(entry, inputs, epoch, timesteps, context)
@@ -363,70 +440,97 @@ class LossManager:
         timesteps: Tensor | None,
         context: dict[str, Any],
     ) -> Tensor:
-        """The per-step path: compute, modify, weight, record. Never syncs."""
+        """The per-step path: compute, modify, weight, record. Never syncs.
+
+        The value is recorded before anything that can fail about earlier steps (the
+        automatic flush of a full buffer), so a valid call is never lost.
+        """
         if epoch is not None:
-            self._epoch = epoch
+            self._epoch = check_epoch(entry.name, epoch)
         catalog = entry.catalog_entry
         if catalog is not None:
             if len(inputs) != catalog.arity:
                 catalog.check_arity(len(inputs), owner=entry.name)
             if catalog.same_shape and shape_of(inputs[1]) != shape_of(inputs[0]):
                 check_inputs(entry.name, catalog, inputs)
-        step = entry.num_steps
-        weight = entry.loss_weight if entry.schedule is None else entry.weight_at(self._epoch, step)
         try:
             out = entry.function(*inputs)
-        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        except Exception as exc:
             if catalog is not None:  # name the bad input when it is a wrong type or device
                 check_inputs(entry.name, catalog, inputs)
-            raise self._call_error(entry.name, inputs, exc) from exc
+            add_note(exc, f"nectarloss: raised by loss {entry.name!r} on {_describe(inputs)}")
+            raise
         if not isinstance(out, Tensor):
             raise TypeError(
                 f"{entry.name}: the loss function expected to return a Tensor, "
                 f"got {type(out).__name__}."
             )
         if entry.modifiers:
-            modified = self._apply_modifiers(entry, out, inputs, timesteps, context)
-            weighted = modified * weight
-            raw = modified.detach()
-            loss_map = out.detach()
+            value = self._apply_modifiers(entry, out, inputs, timesteps, context)
+            raw = value.detach()
         else:
             if context:  # timesteps are accepted and unused, so loops need not special-case
                 raise TypeError(
                     f"{entry.name}: unexpected keyword(s) {sorted(context)} for a loss "
                     "without modifiers."
                 )
-            weighted = out * weight
-            loss_map = out.detach()
-            raw = loss_map if out.ndim == 0 else loss_map.mean()
-        history = entry.history
-        if history.count >= history.capacity:
-            if self.enable_logging:
-                self._flush([entry])
-            else:
-                history.clear()
-        history.record(raw, weight, step)
+            value = out
+            raw = out.detach() if out.ndim == 0 else out.detach().mean()
+        with self._lock:
+            step = entry.num_steps
+            weight = self._weight_of(entry, step)
+            history = entry.history
+            if not self.enable_logging and history.count:
+                history.clear()  # without a log only the latest value is kept
+            history.record(raw, weight, step)
+            entry.last_value, entry.last_loss_map = raw, out.detach()
+            if entry.schedule is not None and weight != entry.last_weight:
+                entry.schedule.current_value = weight
+            entry.last_weight = weight
+            entry.num_steps = step + 1
+            flush_due = self.enable_logging and history.flush_due
+        if flush_due:
+            self._flush_full(entry, step)
         if self.check_every_step and not bool(torch.isfinite(raw).all()):
-            entry.last_value, entry.last_weight, entry.num_steps = raw, weight, step + 1
             raise NonFiniteLossError(
                 f"{entry.name}: loss is {float(raw)} at step {step} (epoch {self._epoch}); "
                 "the value is recorded and will be logged."
             )
-        entry.last_value = raw
-        entry.last_loss_map = loss_map
-        if weight != entry.last_weight:
-            entry.last_weight = weight
-            if entry.schedule is not None:
-                entry.schedule.current_value = weight
-        entry.num_steps = step + 1
-        return weighted
+        return value * weight
 
-    @staticmethod
-    def _call_error(name: str, inputs: tuple[Any, ...], exc: Exception) -> ValueError:
-        shapes = ", ".join(
-            str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
-        )
-        return ValueError(f"{name}: the loss function failed on inputs of shape {shapes}: {exc}")
+    def _weight_of(self, entry: LMLoss, step: int) -> float:
+        """The weight of ``entry`` at ``step`` and the current epoch (host math, no sync)."""
+        if entry.schedule is None:
+            return entry.loss_weight
+        try:
+            return entry.weight_at(self._epoch, step)
+        except Exception as exc:
+            add_note(exc, f"nectarloss: raised by the schedule of loss {entry.name!r}")
+            raise
+
+    def _flush_full(self, entry: LMLoss, step: int) -> None:
+        """The automatic flush of a full buffer; the current call's value is already in it."""
+        if is_distributed():  # a flush is a collective: never start one inside compute_loss
+            entry.history.postpone_flush()
+            return
+        steps = entry.history.steps
+        try:
+            self._flush([entry])
+        except LogWriteError as exc:
+            entry.history.postpone_flush()
+            raise LogWriteError(
+                f"{entry.name}: the automatic flush of its full buffer (steps "
+                f"{steps.start}-{steps.stop - 1}) failed; every value, including this "
+                f"call's (step {step}), is kept and the flush is retried "
+                f"{entry.history.capacity} values later or at the next update_loss_log(). "
+                f"Cause: {exc}"
+            ) from exc
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(
+                f"{entry.name}: the automatic flush of its full buffer (steps "
+                f"{steps.start}-{steps.stop - 1}, written) found earlier non-finite values; "
+                f"this call (step {step}) is recorded. {exc}"
+            ) from exc
 
     def _apply_modifiers(
         self,
@@ -443,7 +547,7 @@ class LossManager:
             )
         if self.check_timesteps and timesteps is not None:
             self._check_timesteps(entry, timesteps)
-        per_sample = out.reshape(out.shape[0], -1).mean(dim=1) if out.dim() > 1 else out
+        per_sample = out.flatten(1).mean(dim=1) if out.dim() > 1 else out
         ctx = LossContext(
             loss_name=entry.name,
             inputs=tuple(x for x in inputs if isinstance(x, Tensor)),
@@ -459,6 +563,8 @@ class LossManager:
                     f"shape {tuple(per_sample.shape)}, got {got}."
                 )
             per_sample = modified
+        if per_sample.shape[0] == 0:  # an empty batch: a zero that stays in the graph
+            return per_sample.sum()
         return per_sample.mean()
 
     @staticmethod
@@ -531,6 +637,7 @@ class LossManager:
         query: Sequence[str] | str | None = None,
         precision: int = 2,
         weighted: bool = True,
+        sync: bool = False,
     ) -> dict[str, float]:
         """Latest value of each matching loss, rounded to ``precision`` digits.
 
@@ -538,22 +645,29 @@ class LossManager:
         ``weighted=False`` gives the raw (post-modifier) mean. One device-to-host copy
         per device. A loss not computed yet reads ``nan``.
 
-        Under ``torch.distributed`` the values are averaged over ranks (one
-        ``all_reduce``), so every rank must call this and every rank gets the same dict.
+        Args:
+            query: Names or tags; ``None`` for every loss.
+            precision: Digits to round to.
+            weighted: Multiply each raw mean by the weight it was applied with.
+            sync: Under ``torch.distributed``, average each loss over the ranks that
+                computed it (like Lightning's ``sync_dist``); a loss no rank computed
+                reads ``nan``. This is a collective (a names check and one
+                ``all_reduce``): call it on every rank with the same ``query``. Without
+                it (the default) the values are this rank's own and no other rank is
+                involved, so ``if rank == 0: lm.print_losses()`` is safe.
+
+        Raises:
+            RankMismatchError: With ``sync``, on every rank, when the ranks' queries
+                select different losses.
         """
         entries = self._select(query)
-        done = [e for e in entries if e.last_value is not None]
-        host = tensors_to_host(
-            [e.last_value for e in done if e.last_value is not None], across_ranks=is_distributed()
+        host = values_to_host(
+            [e.name for e in entries],
+            [e.last_value for e in entries],
+            [e.last_weight if weighted and e.last_weight is not None else 1.0 for e in entries],
+            across_ranks=bool(sync) and is_distributed(),
         )
-        values = {e.name: h[0] for e, h in zip(done, host, strict=True)}
-        out: dict[str, float] = {}
-        for e in entries:
-            value = values.get(e.name, float("nan"))
-            if weighted and e.last_weight is not None:
-                value *= e.last_weight
-            out[e.name] = round(value, precision)
-        return out
+        return {e.name: round(v, precision) for e, v in zip(entries, host, strict=True)}
 
     def get_loss_tensors(self, query: Sequence[str] | str | None = None) -> dict[str, Tensor]:
         """Detached output of the latest call of each matching loss (unweighted)."""
@@ -571,52 +685,87 @@ class LossManager:
 
     # ------------------------------------------------------------------ log
     def _flush(self, entries: Sequence[LMLoss]) -> int:
-        pending = [e for e in entries if e.history.count > 0]
-        if not pending or not self.enable_logging:
+        """Write the buffered values of ``entries``; returns how many were written.
+
+        Flushes are serialised with the per-step bookkeeping (the manager's lock). A
+        flush re-entered on its own thread (a signal handler calling :meth:`close`
+        in the middle of one) does nothing, so no chunk is written twice.
+        """
+        with self._lock, flushing():
+            if self._flushing:
+                return 0
+            self._flushing = True
+            try:
+                return self._write_pending(entries)
+            finally:
+                self._flushing = False
+
+    def _write_pending(self, entries: Sequence[LMLoss]) -> int:
+        if not self.enable_logging:
             return 0
-        host = tensors_to_host(
-            [e.history.values_tensor() for e in pending], across_ranks=is_distributed()
+        across_ranks = is_distributed()
+        if across_ranks:  # the one collective: every rank merges its whole registry
+            entries = list(self._losses.values())
+        elif not any(e.history.count for e in entries):
+            return 0
+        chunks = pending_to_host(
+            [e.name for e in entries],
+            [e.history.values_tensor() for e in entries],
+            [e.history.weights for e in entries],
+            [e.history.first_step for e in entries],
+            across_ranks=across_ranks,
         )
-        writer = self._writer
-        if writer is None:  # a rank other than 0 under DDP: values were averaged, not written
-            for e in pending:
-                e.history.clear()
+        pending = [(e, chunk) for e, chunk in zip(entries, chunks, strict=True) if chunk.steps]
+        if not pending:
             return 0
         lines: list[dict[str, Any]] = []
-        new = [e for e in self._losses.values() if e.name not in self._logged_names]
-        if new:
-            described = {e.name: self._describe(e) for e in new}
-            if writer.has_header:
-                lines.append({"kind": "register", "losses": described})
-            else:
-                lines.append(header_line(described))
         bad_steps: dict[str, list[int]] = {}
-        for e, values in zip(pending, host, strict=True):
-            steps = e.history.steps
-            bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        for e, chunk in pending:
+            bad = [i for i, v in enumerate(chunk.values) if not math.isfinite(v)]
             if bad:
-                bad_steps[e.name] = [steps[i] for i in bad]
+                bad_steps[e.name] = [chunk.steps[i] for i in bad]
             lines.append(
                 {
                     "kind": "chunk",
                     "loss": e.name,
-                    "steps": list(steps),
-                    "values": encode_nonfinite(values, bad) if bad else values,
-                    "weights": e.history.weights,
+                    "steps": list(chunk.steps),
+                    "values": encode_nonfinite(chunk.values, bad) if bad else chunk.values,
+                    "weights": chunk.weights,
                 }
             )
-        try:
-            writer.append(lines)
-        except OSError as exc:
+        writer = self._writer  # None on ranks other than 0 under DDP: they merge, not write
+        new = [e for e in self._losses.values() if e.name not in self._logged_names]
+        if writer is not None:
+            try:
+                if new:
+                    described = {e.name: self._describe(e) for e in new}
+                    if writer.has_header:
+                        lines.insert(0, {"kind": "register", "losses": described})
+                    else:
+                        lines.insert(0, header_line(described))
+                writer.append(lines)
+            except Exception as exc:
+                if across_ranks:
+                    any_rank_failed(True)  # so the other ranks keep their values too
+                if not isinstance(exc, OSError):
+                    raise
+                raise LogWriteError(
+                    f"LossManager: could not write {writer.path} ({exc}); the buffered "
+                    "values are kept and will be written by the next flush."
+                ) from exc
+        if across_ranks and any_rank_failed(False):  # every rank keeps what rank 0 kept
             raise LogWriteError(
-                f"LossManager: could not write {writer.path} ({exc}); the buffered values "
-                "are kept and will be written by the next flush."
-            ) from exc
-        self._logged_names.update(e.name for e in new)
+                "LossManager: rank 0 could not write the log; the buffered values are kept "
+                "on every rank and will be written by the next flush."
+            )
+        if writer is not None:
+            self._logged_names.update(e.name for e in new)
         count = 0
-        for e in pending:
-            count += e.history.count
+        for e, chunk in pending:
+            count += len(chunk.steps)
             e.history.clear()
+            if across_ranks:  # ranks that did not compute a loss go on from its last step
+                e.num_steps = e.history.first_step = chunk.steps.stop
         if bad_steps:
             self._report_nonfinite(bad_steps)
         return count
@@ -802,59 +951,111 @@ class LossManager:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` into a manager with the same losses registered.
 
-        When logging, lines the log gained after the checkpoint was taken are cut off,
-        so the resumed run writes exactly the lines an uninterrupted run would have.
+        Everything is checked before anything changes, and a failure while applying
+        (a module rejecting its state) restores what the manager held, so a failed load
+        leaves the manager as it was. When logging, lines the log gained after the
+        checkpoint was taken are cut off, so the resumed run writes exactly the lines an
+        uninterrupted run would have.
 
         Raises:
-            ValueError: The state's losses differ from the registered ones, or its
-                version is unknown.
+            ValueError: The state is malformed, its losses differ from the registered
+                ones, its version is unknown, or the log is not the one it was taken
+                with (or its offset does not end a line).
         """
+        self._check_state(state)
+        backup = self.state_dict() if self._losses else None
+        try:
+            for name, entry in self._losses.items():
+                entry.load_state_dict(state["losses"][name])
+        except BaseException:
+            if backup is not None:
+                for name, entry in self._losses.items():
+                    entry.load_state_dict(backup["losses"][name])
+            raise
+        self._epoch = state["epoch"]
+        self._logged_names = set(state["logged_names"])
+        self._rewind_log(state.get("log"))
+
+    def _check_state(self, state: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` can be loaded into this manager."""
+        owner = "LossManager: state dict"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{owner} expected a mapping, got {type(state).__name__}.")
         if state.get("version") != self.STATE_VERSION:
             raise ValueError(
-                f"LossManager: state dict `version` expected {self.STATE_VERSION}, "
-                f"got {state.get('version')!r}."
+                f"{owner} `version` expected {self.STATE_VERSION}, got {state.get('version')!r}."
             )
-        losses = state["losses"]
+        losses = state.get("losses")
+        if not isinstance(losses, Mapping):
+            raise ValueError(f"{owner} `losses` expected a mapping, got {type(losses).__name__}.")
         missing = sorted(set(self._losses) - set(losses))
         unexpected = sorted(set(losses) - set(self._losses))
         if missing or unexpected:
             raise ValueError(
-                "LossManager: state dict losses differ from the registered ones; "
+                f"{owner}: losses differ from the registered ones; "
                 f"missing: {missing}, unexpected: {unexpected}."
             )
+        epoch = state.get("epoch")
+        try:
+            check_epoch(owner, epoch)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        names = state.get("logged_names")
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{owner} `logged_names` expected a list of str, got {names!r:.60}.")
         for name, entry in self._losses.items():
-            entry.load_state_dict(losses[name])
-        self._epoch = int(state["epoch"])
-        self._logged_names = set(state["logged_names"])
-        self._rewind_log(state.get("log"))
+            entry.check_state(losses[name])
+        self._check_log_offset(state.get("log"))
 
-    def _rewind_log(self, saved: Mapping[str, Any] | None) -> None:
+    def _check_log_offset(self, saved: object) -> None:
         writer = self._writer
         if writer is None or saved is None:
             return
-        size, header = writer.size, writer.header()
-        if saved["bytes"] == 0 or header is None:
-            if size:
-                writer.truncate(0)
-            self._logged_names = set()  # a fresh log: the next flush writes a header
-            return
-        if header.get("created") != saved["created"] or size < saved["bytes"]:
+        owner = "LossManager: state dict `log`"
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{owner} expected a mapping, got {type(saved).__name__}.")
+        offset = saved.get("bytes")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"{owner} `bytes` expected an int >= 0, got {offset!r}.")
+        header = writer.header()
+        if offset == 0 or header is None:
+            return  # a fresh log: the next flush writes a header
+        if header.get("created") != saved.get("created") or writer.size < offset:
             raise ValueError(
                 f"LossManager: {writer.path} is not the log this checkpoint was written "
                 "with (its header or length differs); resume in the original experiment_dir "
                 "or in a new, empty one."
             )
-        if size > saved["bytes"]:
+        if not writer.ends_a_line(offset):
+            raise ValueError(
+                f"{owner} `bytes` = {offset} does not end a line of {writer.path}; the "
+                "checkpoint does not belong to this log."
+            )
+
+    def _rewind_log(self, saved: Mapping[str, Any] | None) -> None:
+        """Cut the log back to the checked checkpoint offset (see :meth:`_check_log_offset`)."""
+        writer = self._writer
+        if writer is None or saved is None:
+            return
+        if saved["bytes"] == 0 or writer.header() is None:
+            if writer.size:
+                writer.truncate(0)
+            self._logged_names = set()  # a fresh log: the next flush writes a header
+        elif writer.size > saved["bytes"]:
             writer.truncate(saved["bytes"])
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Flush everything buffered.
+        """Flush everything buffered, then release the log's lock.
 
-        Called on ``with`` exit, at interpreter exit and on SIGTERM; calling it again is
-        harmless and the manager stays usable.
+        Called on ``with`` exit and at interpreter exit; calling it again is harmless.
+        The manager stays usable: a later flush takes the lock again, and refuses if
+        another writer changed the log meanwhile. If the flush fails, the lock is kept
+        with the unwritten values.
         """
         self._flush(list(self._losses.values()))
+        if self._writer is not None:
+            self._writer.close()
 
     def __enter__(self) -> LossManager:
         return self

@@ -10,7 +10,8 @@ consecutive, so a recorded step costs 4 bytes (one float32 on the device).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +38,20 @@ class LMHistory:
     """Recent raw loss means of one loss, on its device, plus host-side weights and steps.
 
     Args:
-        capacity: Number of values the buffer holds before it must be flushed.
+        capacity: Number of values after which the manager flushes the buffer. The
+            buffer is preallocated at this size on the first commit; if a flush fails,
+            recording goes on and the buffer grows, so no value is ever dropped.
         device: Where the buffer lives. ``None`` allocates it lazily on the device of
             the first recorded value.
         weight_of_step: For a weight that is a pure function of the step (a
             ``unit="step"`` schedule): weights are then not stored but re-evaluated
             when read, so every step costs 4 bytes even though the weight changes at
             every step.
+
+    Values are float32 on the device, or float64 once a float64 value is recorded (so
+    a finite float64 loss beyond float32's range is kept). Weights are stored run-length
+    encoded in two compact arrays: nothing when the weight is constant, 12 bytes per
+    step when it changes at every call.
 
     Example:
         >>> h = LMHistory(capacity=4)
@@ -57,10 +65,12 @@ class LMHistory:
         "capacity",
         "count",
         "first_step",
+        "_flush_at",
         "_values",
         "_staged",
         "_num_committed",
-        "_weight_runs",
+        "_run_starts",
+        "_run_weights",
         "_weight_of_step",
         "_device",
     )
@@ -68,6 +78,8 @@ class LMHistory:
     #: Values are staged in a short list of 0-d tensors and committed to the buffer
     #: with one ``torch.stack`` per this many steps (cheaper than a copy per step).
     STAGE_SIZE = 128
+    #: Largest ``capacity`` accepted (step offsets within a buffer are 32-bit).
+    MAX_CAPACITY = 2**31 - 1
 
     def __init__(
         self,
@@ -75,16 +87,25 @@ class LMHistory:
         device: torch.device | str | None = None,
         weight_of_step: Callable[[int], float] | None = None,
     ) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"LMHistory: `capacity` expected an int >= 0, got {capacity!r}.")
+        if (
+            isinstance(capacity, bool)
+            or not isinstance(capacity, int)
+            or not 0 <= capacity <= self.MAX_CAPACITY
+        ):
+            raise ValueError(
+                f"LMHistory: `capacity` expected an int in [0, {self.MAX_CAPACITY}], "
+                f"got {capacity!r}."
+            )
         self.capacity = capacity
         self.count = 0
         self.first_step = 0
+        self._flush_at = capacity
         self._device = torch.device(device) if device is not None else None
         self._values: Tensor | None = None
         self._staged: list[Tensor] = []
         self._num_committed = 0
-        self._weight_runs: list[tuple[int, float]] = []
+        self._run_starts = array("I")
+        self._run_weights = array("d")
         self._weight_of_step = weight_of_step
 
     # -- writing (per step, never syncs) ------------------------------------------------
@@ -93,26 +114,35 @@ class LMHistory:
 
         The value stays on its own device; nothing is read back to the host. Values
         are committed to the preallocated buffer in batches (see :attr:`STAGE_SIZE`).
-
-        Raises:
-            RuntimeError: If the buffer is full (flush or :meth:`clear` it first).
+        If committing fails (out of memory), nothing is recorded and the error
+        propagates.
         """
         count = self.count
-        if count >= self.capacity:
-            raise RuntimeError(
-                f"LMHistory: buffer full ({self.capacity} values); flush it before recording."
-            )
+        staged = self._staged
+        staged.append(value)
+        if len(staged) >= self.STAGE_SIZE:
+            try:
+                self._commit()
+            except BaseException:
+                staged.pop()
+                raise
         if count == 0:
             self.first_step = step
         if self._weight_of_step is None:
-            runs = self._weight_runs
-            if not runs or runs[-1][1] != weight:
-                runs.append((count, weight))
-        staged = self._staged
-        staged.append(value)
+            weights = self._run_weights
+            if not weights or weights[-1] != weight:
+                self._run_starts.append(count)
+                weights.append(weight)
         self.count = count + 1
-        if len(staged) >= self.STAGE_SIZE:
-            self._commit()
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether the buffer holds enough values for the manager to flush it."""
+        return self.count >= self._flush_at
+
+    def postpone_flush(self) -> None:
+        """After a failed flush: keep recording, and try again ``capacity`` values later."""
+        self._flush_at = self.count + max(self.capacity, 1)
 
     def _commit(self) -> None:
         """Move staged values into the device buffer (one stack and one copy)."""
@@ -120,39 +150,55 @@ class LMHistory:
         if not staged:
             return
         device = staged[-1].device
-        if self._values is None or self._values.device != device:
-            self._allocate(device)
         if any(t.device != device for t in staged):
             staged = [t.to(device) for t in staged]
+        stacked = torch.stack(staged).reshape(-1)
+        dtype = torch.float64 if stacked.dtype == torch.float64 else torch.float32
         start = self._num_committed
+        end = start + stacked.numel()
         values = self._values
-        if values is None:  # pragma: no cover - _allocate always sets it
-            raise RuntimeError("LMHistory: buffer allocation failed.")
-        values[start : start + len(staged)] = torch.stack(staged).reshape(-1)
-        self._num_committed = start + len(staged)
+        if (
+            values is None
+            or values.device != device
+            or values.numel() < end
+            or (dtype == torch.float64 and values.dtype != dtype)
+        ):
+            values = self._allocate(device, dtype, end)
+        values[start:end] = stacked
+        self._num_committed = end
         self._staged = []
 
-    def _allocate(self, device: torch.device) -> None:
-        committed = self._values[: self._num_committed] if self._values is not None else None
-        self._values = torch.empty(self.capacity, dtype=torch.float32, device=device)
-        if committed is not None and committed.numel():
-            self._values[: committed.numel()] = committed.to(device)
+    def _allocate(self, device: torch.device, dtype: torch.dtype, needed: int) -> Tensor:
+        """(Re)allocate the buffer with room for ``needed`` values, keeping committed ones."""
+        old = self._values
+        if old is not None and old.dtype == torch.float64:
+            dtype = torch.float64
+        size = max(self.capacity, needed)
+        if old is not None and needed > old.numel():
+            size = max(size, 2 * old.numel())  # grown past capacity: amortised doubling
+        values = torch.empty(size, dtype=dtype, device=device)
+        if old is not None and self._num_committed:
+            values[: self._num_committed] = old[: self._num_committed].to(device)
+        self._values = values
         self._device = device
+        return values
 
     def clear(self) -> None:
         """Forget the recorded values (after a flush). The buffer stays allocated."""
         self.first_step += self.count
         self.count = 0
+        self._flush_at = self.capacity
         self._num_committed = 0
         self._staged = []
-        self._weight_runs = []
+        self._run_starts = array("I")
+        self._run_weights = array("d")
 
     def to(self, device: torch.device | str) -> LMHistory:
         """Move the buffer (and any unflushed values) to ``device``. Returns ``self``."""
         target = torch.device(device)
         self._staged = [t.to(target) for t in self._staged]
         if self._values is not None:
-            self._allocate(target)
+            self._allocate(target, self._values.dtype, self._num_committed)
         self._device = target
         return self
 
@@ -161,28 +207,68 @@ class LMHistory:
         return {
             "first_step": self.first_step,
             "values": self.values_tensor().detach().to("cpu", copy=True),
-            "weight_runs": [[index, weight] for index, weight in self._weight_runs],
+            "weight_runs": [
+                [index, weight]
+                for index, weight in zip(self._run_starts, self._run_weights, strict=True)
+            ],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (values go to the buffer's device)."""
-        values = state["values"]
-        if not isinstance(values, Tensor) or values.dim() != 1:
-            raise ValueError("LMHistory: `values` expected a 1-D tensor in the state dict.")
-        if values.numel() > self.capacity:
+    def check_state(self, state: Mapping[str, Any], owner: str = "LMHistory") -> None:
+        """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict`."""
+        values = state.get("values")
+        if not isinstance(values, Tensor) or values.dim() != 1 or not values.is_floating_point():
+            raise ValueError(f"{owner}: history `values` expected a 1-D float tensor.")
+        first_step = state.get("first_step")
+        if isinstance(first_step, bool) or not isinstance(first_step, int) or first_step < 0:
             raise ValueError(
-                f"LMHistory: state holds {values.numel()} values, more than the capacity "
-                f"{self.capacity}; flush before saving or raise history_buffer_size."
+                f"{owner}: history `first_step` expected an int >= 0, got {first_step!r}."
             )
+        runs = state.get("weight_runs")
+        if not isinstance(runs, (list, tuple)):
+            raise ValueError(f"{owner}: history `weight_runs` expected a list of [index, weight].")
+        previous = -1
+        for run in runs:
+            ok = isinstance(run, (list, tuple)) and len(run) == 2
+            index, weight = (run[0], run[1]) if ok else (None, None)
+            if (
+                not ok
+                or isinstance(index, bool)
+                or not isinstance(index, int)
+                or not previous < index < max(values.numel(), 1)
+                or (previous == -1 and index != 0)
+            ):
+                raise ValueError(
+                    f"{owner}: history `weight_runs` expected increasing indices from 0 "
+                    f"below the {values.numel()} values, got {run!r}."
+                )
+            check_weight(owner, weight, "history weight")
+            previous = index
+        if values.numel() and not runs and self._weight_of_step is None:
+            raise ValueError(
+                f"{owner}: history `weight_runs` expected a weight for its "
+                f"{values.numel()} values, got none."
+            )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (values go to the buffer's device).
+
+        Raises:
+            ValueError: The state is malformed; the history is then unchanged.
+        """
+        self.check_state(state)
+        values: Tensor = state["values"]
         self.clear()
         self.first_step = int(state["first_step"])
-        self._weight_runs = [(int(i), float(w)) for i, w in state["weight_runs"]]
+        for index, weight in state["weight_runs"]:
+            self._run_starts.append(int(index))
+            self._run_weights.append(float(weight))
         self.count = values.numel()
         if self.count:
-            self._allocate(self._device or values.device)
-            if self._values is not None:
-                self._values[: self.count] = values.to(self._values.device)
+            dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
+            buffer = self._allocate(self._device or values.device, dtype, self.count)
+            buffer[: self.count] = values.to(buffer.device)
             self._num_committed = self.count
+        self._flush_at = max(self.capacity, self.count)
 
     # -- reading (may sync) ----------------------------------------------------------------
     @property
@@ -201,7 +287,7 @@ class LMHistory:
         return range(self.first_step, self.first_step + self.count)
 
     def values_tensor(self) -> Tensor:
-        """The buffered raw means as a 1-D float32 view on the buffer's device."""
+        """The buffered raw means as a 1-D view on the buffer's device (float32 or 64)."""
         self._commit()
         if self._values is None:
             return torch.empty(0, dtype=torch.float32, device=self._device)
@@ -213,9 +299,9 @@ class LMHistory:
         if self._weight_of_step is not None:
             return [self._weight_of_step(step) for step in self.steps]
         out: list[float] = []
-        runs = self._weight_runs
-        for i, (start, weight) in enumerate(runs):
-            end = runs[i + 1][0] if i + 1 < len(runs) else self.count
+        starts, weights = self._run_starts, self._run_weights
+        for i, (start, weight) in enumerate(zip(starts, weights, strict=True)):
+            end = starts[i + 1] if i + 1 < len(starts) else self.count
             out.extend([weight] * (end - start))
         return out
 
@@ -275,13 +361,17 @@ class LMLoss:
     #: used to check the number of inputs of each call.
     catalog_entry: LossEntry | None = field(default=None, repr=False)
 
-    def weight_at(self, epoch: int, step: int) -> float:
+    def weight_at(self, epoch: float, step: int) -> float:
         """The weight this loss gets at ``epoch`` / ``step`` (host math, no sync)."""
         schedule = self.schedule
         if schedule is None:
             return self.loss_weight
         t = epoch if schedule.unit == "epoch" else step
-        return check_weight(self.name, schedule.value(t), f"schedule value at {schedule.unit} {t}")
+        try:
+            value = schedule.value(t)
+        except TypeError as exc:  # a custom curve returned a non-number
+            raise TypeError(f"{self.name}: {exc}") from exc
+        return check_weight(self.name, value, f"schedule value at {schedule.unit} {t}")
 
     @property
     def current_weight(self) -> float:
@@ -310,13 +400,69 @@ class LMLoss:
             "modifiers": [m.state_dict() for m in self.modifiers],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
-        if len(state["modifiers"]) != len(self.modifiers):
+    #: Keys of :meth:`state_dict`.
+    STATE_KEYS = frozenset(
+        {
+            "num_steps",
+            "loss_weight",
+            "last_weight",
+            "current_value",
+            "last_value",
+            "history",
+            "function",
+            "modifiers",
+        }
+    )
+
+    def check_state(self, state: object) -> None:
+        """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict` for this loss."""
+        owner = self.name
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{owner}: state expected a mapping, got {type(state).__name__}.")
+        missing = sorted(self.STATE_KEYS - set(state))
+        if missing:
+            raise ValueError(f"{owner}: state is missing {missing}.")
+        num_steps = state["num_steps"]
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"{owner}: state `num_steps` expected an int >= 0, got {num_steps!r}.")
+        try:
+            check_weight(owner, state["loss_weight"], "loss_weight")
+            for key in ("last_weight", "current_value"):
+                if state[key] is not None:
+                    check_weight(owner, state[key], key)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        last = state["last_value"]
+        if last is not None and not (isinstance(last, Tensor) and last.numel() == 1):
+            raise ValueError(f"{owner}: state `last_value` expected None or a 1-element tensor.")
+        history = state["history"]
+        if not isinstance(history, Mapping):
+            raise ValueError(f"{owner}: state `history` expected a mapping.")
+        self.history.check_state(history, owner=owner)
+        if history["values"].numel() and history["first_step"] + history[
+            "values"
+        ].numel() > num_steps:
             raise ValueError(
-                f"{self.name}: state has {len(state['modifiers'])} modifier(s), the loss has "
-                f"{len(self.modifiers)}."
+                f"{owner}: state history ends at step "
+                f"{history['first_step'] + history['values'].numel() - 1}, past `num_steps` "
+                f"{num_steps}."
             )
+        modifiers = state["modifiers"]
+        if not isinstance(modifiers, (list, tuple)) or len(modifiers) != len(self.modifiers):
+            got = len(modifiers) if isinstance(modifiers, (list, tuple)) else modifiers
+            raise ValueError(
+                f"{owner}: state has {got} modifier state(s), the loss has {len(self.modifiers)}."
+            )
+        if not isinstance(state["function"], Mapping):
+            raise ValueError(f"{owner}: state `function` expected a mapping.")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved.
+
+        Raises:
+            ValueError: The state is malformed (checked before anything changes).
+        """
+        self.check_state(state)
         if isinstance(self.function, torch.nn.Module) and state["function"]:
             self.function.load_state_dict(state["function"])
         for modifier, modifier_state in zip(self.modifiers, state["modifiers"], strict=True):

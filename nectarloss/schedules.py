@@ -15,6 +15,7 @@ So with ``start_epoch=100, end_epoch=200`` epoch 100 is the last epoch at
 from __future__ import annotations
 
 import math
+import numbers
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any, Literal
@@ -192,7 +193,13 @@ class Schedule(BaseModel):
         curve = self.schedule
         if isinstance(curve, str):
             return CURVES[curve](self, t)
-        return float(curve(self, int(t)))
+        result = curve(self, int(t))
+        if isinstance(result, bool) or not isinstance(result, numbers.Real):
+            raise TypeError(
+                f"Schedule: the custom curve {getattr(curve, '__qualname__', curve)!r} expected "
+                f"to return a float, got {type(result).__name__} at t={t}."
+            )
+        return float(result)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible fields (raises for a custom callable curve)."""

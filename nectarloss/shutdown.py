@@ -1,10 +1,13 @@
-"""Flush every open loss manager when the process ends: at exit and on SIGTERM.
+"""Flush every open loss manager when the process ends: at exit, and on SIGTERM if asked.
 
 Managers register themselves here when they log. At normal interpreter exit
-(``atexit``) and when the process receives SIGTERM, each live manager is closed, which
-flushes its buffers. A SIGTERM handler installed by the user is kept and called after
-the flush; with no handler of the user's, the process then exits with status
-``128 + SIGTERM`` as it would have.
+(``atexit``) each live manager is closed, which flushes its buffers. Signals belong to
+the application (Lightning, Accelerate and torchrun install their own), so nothing
+here touches them unless the application calls :func:`flush_on_sigterm`.
+
+The SIGTERM handler is re-entrancy safe: when the signal lands while a flush is
+running on the main thread, the handler only notes it; the flush completes, then the
+shutdown runs. So a chunk is never written twice.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import signal
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["track"]
+__all__ = ["deliver_deferred_signal", "flush_on_sigterm", "flushing", "track"]
 
 _log = logging.getLogger(__name__)
 
@@ -28,8 +33,12 @@ class _Closable(Protocol):
 
 
 _live: weakref.WeakSet[Any] = weakref.WeakSet()
-_installed = False
+_atexit_installed = False
 _previous_handler: Any = None
+_installed_handler = False
+#: Set while a flush on the main thread runs: a SIGTERM then waits for it to finish.
+_flush_depth = 0
+_deferred: tuple[int, FrameType | None] | None = None
 
 
 def _close_all() -> None:
@@ -40,7 +49,7 @@ def _close_all() -> None:
             _log.error("nectarloss: could not flush %r at exit: %s", manager, exc)
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _shutdown(signum: int, frame: FrameType | None) -> None:
     _close_all()
     previous = _previous_handler
     if callable(previous):
@@ -49,18 +58,69 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         sys.exit(128 + signum)
 
 
-def _install() -> None:
-    global _installed, _previous_handler
-    if _installed:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _deferred
+    if _flush_depth:  # interrupted a flush: let it finish, it delivers the signal after
+        _deferred = (signum, frame)
         return
-    _installed = True
-    atexit.register(_close_all)
-    if threading.current_thread() is threading.main_thread():
+    _shutdown(signum, frame)
+
+
+@contextmanager
+def flushing() -> Iterator[None]:
+    """Mark a flush in progress, so a SIGTERM handled meanwhile waits for its end."""
+    global _flush_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run on the main thread; there they wait on the manager's lock
+        return
+    _flush_depth += 1
+    try:
+        yield
+    finally:
+        _flush_depth -= 1
+    if _flush_depth == 0:
+        deliver_deferred_signal()
+
+
+def deliver_deferred_signal() -> None:
+    """Run the shutdown for a SIGTERM that arrived during a flush, if there was one."""
+    global _deferred
+    pending, _deferred = _deferred, None
+    if pending is not None:
+        _shutdown(*pending)
+
+
+def flush_on_sigterm(enable: bool = True) -> None:
+    """Flush every open manager on SIGTERM, then exit (opt-in; call from the main thread).
+
+    A handler installed earlier is kept and called after the flush; with none, the
+    process exits with status ``128 + SIGTERM`` as it would have. Do not use it where
+    a framework owns SIGTERM (Lightning, Accelerate, torchrun): flush from that
+    framework's hook instead. ``flush_on_sigterm(False)`` restores the earlier handler.
+
+    Raises:
+        RuntimeError: Called off the main thread, where Python cannot install handlers.
+    """
+    global _installed_handler, _previous_handler
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "nectarloss.flush_on_sigterm: signal handlers can only be installed from the "
+            f"main thread, got thread {threading.current_thread().name!r}; call it from the "
+            "main thread before starting training."
+        )
+    if enable and not _installed_handler:
         _previous_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _on_sigterm)
+        _installed_handler = True
+    elif not enable and _installed_handler:
+        signal.signal(signal.SIGTERM, _previous_handler)
+        _installed_handler = False
 
 
 def track(manager: _Closable) -> None:
-    """Close ``manager`` (flushing it) at interpreter exit and on SIGTERM."""
-    _install()
+    """Close ``manager`` (flushing it) at interpreter exit."""
+    global _atexit_installed
+    if not _atexit_installed:
+        atexit.register(_close_all)
+        _atexit_installed = True
     _live.add(manager)

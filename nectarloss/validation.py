@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from nectarloss.losses import LossEntry
 
-__all__ = ["check_inputs", "check_name", "check_tags", "shape_of"]
+__all__ = ["add_note", "check_epoch", "check_inputs", "check_name", "check_tags", "shape_of"]
 
 
 def shape_of(x: Any) -> Any:
@@ -40,6 +41,21 @@ def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> Non
             f"{owner}: `{names[1]}` expected shape {tuple(first.shape)} like `{names[0]}`, "
             f"got {tuple(inputs[1].shape)}."
         )
+
+
+def check_epoch(owner: str, epoch: object) -> int | float:
+    """Return ``epoch`` if it is a finite number >= 0 (an int, or a float for fractions)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+        raise TypeError(f"{owner}: `epoch` expected an int, got {type(epoch).__name__}.")
+    if not (math.isfinite(epoch) and epoch >= 0):
+        raise ValueError(f"{owner}: `epoch` expected a finite number >= 0, got {epoch!r}.")
+    return epoch
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` (shown under its traceback) where Python supports it."""
+    if hasattr(exc, "add_note"):  # Python >= 3.11
+        exc.add_note(note)
 
 
 def check_name(name: object) -> str:

@@ -140,8 +140,12 @@ def test_bad_input_leaves_manager_usable(tmp_path: Path) -> None:
     ):
         lm.compute_loss_xy("G_L1", good, torch.ones(2, 3, device="meta"))
     lm.register_loss_fn("custom", lambda x, y: (x - y).abs().mean())
-    with pytest.raises(ValueError, match="custom: the loss function failed on inputs of shape"):
+    with pytest.raises(TypeError, match="unsupported operand") as info:  # the user's own error
         lm.compute_loss_xy("custom", good, "target")  # type: ignore[arg-type]
+    if sys.version_info >= (3, 11):
+        assert info.value.__notes__ == [
+            "nectarloss: raised by loss 'custom' on inputs of shape (2, 3), str"
+        ]
     lm.compute_loss_xy("G_L1", good, good * 0)
     lm.update_loss_log()
     assert read_log(tmp_path / LOG_FILENAME).losses["G_L1"].steps == [0, 1]
@@ -160,7 +164,9 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     from torch import nn
-    from nectarloss import LossManager
+    from nectarloss import LossManager, flush_on_sigterm
+    if sys.argv[2] == "term":
+        flush_on_sigterm()
     lm = LossManager(sys.argv[1], history_buffer_size=10)
     lm.register_loss_fn("a", nn.L1Loss())
     x = torch.ones(2)
@@ -201,6 +207,17 @@ def test_sigterm_flushes_then_exits(tmp_path: Path) -> None:
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == 128 + signal.SIGTERM
     assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"].steps == list(range(25))
+
+
+def test_without_opt_in_sigterm_keeps_its_default_action(tmp_path: Path) -> None:
+    child = run_child(tmp_path, "term-default")
+    assert child.stdout is not None
+    while "ready" not in child.stdout.readline():
+        pass
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == -signal.SIGTERM  # no handler of ours: no flush
+    series = read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"]
+    assert series.steps == list(range(20))  # the two automatic flushes only
 
 
 def test_sigkill_leaves_a_readable_log(tmp_path: Path) -> None:

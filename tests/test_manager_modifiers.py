@@ -110,8 +110,8 @@ def test_modifier_path_is_sync_free(tmp_path: Path, schedule: NoiseSchedule) -> 
 
 
 def test_superloss_tau_survives_checkpoint(tmp_path: Path) -> None:
-    def build(path: Path) -> LossManager:
-        lm = LossManager(path)
+    def build(path: Path, resume: bool = False) -> LossManager:
+        lm = LossManager(path, resume=resume)
         lm.register_loss_fn(
             "ce", nn.CrossEntropyLoss(reduction="none"), modifiers=[SuperLoss(threshold="exp")]
         )
@@ -131,7 +131,8 @@ def test_superloss_tau_survives_checkpoint(tmp_path: Path) -> None:
     buf = io.BytesIO()
     torch.save(b.state_dict(), buf)
     buf.seek(0)
-    c = build(tmp_path / "b")
+    del b  # a crash: the lock goes with the process's manager
+    c = build(tmp_path / "b", resume=True)
     c.load_state_dict(torch.load(buf, weights_only=True))
     resumed = [step(c, i) for i in range(4, 10)]
     assert all(torch.equal(x, y) for x, y in zip(outs[4:], resumed, strict=True))

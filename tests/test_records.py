@@ -18,22 +18,36 @@ def test_history_records_values_weights_and_steps() -> None:
 
 def test_history_is_preallocated_float32_on_value_device() -> None:
     h = LMHistory(capacity=16)
-    h.record(torch.tensor(1.5, dtype=torch.float64), 1.0, 0)
+    h.record(torch.tensor(1.5, dtype=torch.float16), 1.0, 0)
     t = h.values_tensor()
     assert t.dtype == torch.float32 and t.device.type == "cpu"
     assert h.nbytes == 16 * 4
 
 
-def test_history_full_raises_and_clear_continues_steps() -> None:
+def test_history_keeps_float64_values_in_float64() -> None:
+    h = LMHistory(capacity=300)
+    h.record(torch.tensor(0.5), 1.0, 0)
+    h.record(torch.tensor(1e39, dtype=torch.float64), 1.0, 1)  # beyond float32's range
+    h.record(torch.tensor(1 / 3, dtype=torch.float64), 1.0, 2)
+    assert h.values_tensor().dtype == torch.float64
+    assert h.losses == [0.5, 1e39, 1 / 3]
+
+
+def test_history_grows_past_capacity_and_clear_continues_steps() -> None:
     h = LMHistory(capacity=2)
     h.record(torch.tensor(1.0), 1.0, 0)
+    assert not h.flush_due
     h.record(torch.tensor(2.0), 1.0, 1)
-    with pytest.raises(RuntimeError, match="buffer full"):
-        h.record(torch.tensor(3.0), 1.0, 2)
+    assert h.flush_due and h.is_full
+    h.postpone_flush()  # a failed flush: keep recording, try again 2 values later
+    for i in range(3, 300):
+        h.record(torch.tensor(float(i)), 1.0, i - 1)
+        assert h.flush_due == (i >= 4)
+    assert h.losses == [1.0, 2.0] + [float(i) for i in range(3, 300)]
     h.clear()
-    assert len(h) == 0 and h.losses == [] and h.weights == []
-    h.record(torch.tensor(3.0), 1.0, 2)
-    assert list(h.steps) == [2]
+    assert len(h) == 0 and h.losses == [] and h.weights == [] and not h.flush_due
+    h.record(torch.tensor(3.0), 1.0, 299)
+    assert list(h.steps) == [299]
 
 
 def test_history_to_keeps_unflushed_values() -> None:

@@ -1,0 +1,172 @@
+"""One run, one writer, one series: reused directories, resume, and a second writer."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from nectarloss import ExistingLogError, LogInUseError, LossManager, read_log
+from nectarloss.log import LOG_FILENAME
+
+
+def run_steps(lm: LossManager, num_steps: int, names: tuple[str, ...] = ("a", "b")) -> None:
+    for i in range(num_steps):
+        x = torch.full((2,), float(i))
+        for name in names:
+            lm.compute_loss_xy(name, x, torch.zeros(2))
+
+
+def build(path: Path, **kwargs: object) -> LossManager:
+    lm = LossManager(path, **kwargs)  # type: ignore[arg-type]
+    lm.register_loss_fn("a", nn.L1Loss())
+    lm.register_loss_fn("b", nn.L1Loss(), loss_weight=3.0)
+    return lm
+
+
+def test_reused_directory_is_refused_naming_the_file_and_the_ways_on(tmp_path: Path) -> None:
+    lm = build(tmp_path)
+    run_steps(lm, 5)
+    lm.close()
+    with pytest.raises(ExistingLogError) as info:
+        build(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / LOG_FILENAME) in message
+    assert "resume=True" in message and "overwrite=True" in message
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0, 1, 2, 3, 4]
+
+
+def test_resume_continues_each_losss_step_numbers(tmp_path: Path) -> None:
+    lm = build(tmp_path)
+    run_steps(lm, 5)
+    run_steps(lm, 2, names=("a",))
+    lm.close()
+    resumed = build(tmp_path, resume=True)
+    run_steps(resumed, 3)
+    resumed.close()
+    log = read_log(tmp_path / LOG_FILENAME)
+    assert list(log.losses["a"].steps) == list(range(10))
+    assert list(log.losses["b"].steps) == list(range(8))
+    assert list(log.losses["a"].values) == [0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 0.0, 1.0, 2.0]
+    lines = (tmp_path / LOG_FILENAME).read_bytes().splitlines()
+    assert sum(b'"kind":"header"' in line for line in lines) == 1
+
+
+def test_resume_on_an_empty_directory_starts_a_new_log(tmp_path: Path) -> None:
+    lm = build(tmp_path / "new", resume=True)
+    run_steps(lm, 2)
+    lm.close()
+    assert list(read_log(tmp_path / "new" / LOG_FILENAME).losses["a"].steps) == [0, 1]
+
+
+def test_overwrite_starts_a_new_series(tmp_path: Path) -> None:
+    lm = build(tmp_path)
+    run_steps(lm, 5)
+    lm.close()
+    again = build(tmp_path, overwrite=True)
+    run_steps(again, 2)
+    again.close()
+    log = read_log(tmp_path / LOG_FILENAME)
+    assert list(log.losses["a"].steps) == [0, 1]
+    with pytest.raises(ValueError, match="`resume` and `overwrite` exclude each other"):
+        build(tmp_path, resume=True, overwrite=True)
+
+
+def test_second_manager_on_a_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = build(tmp_path)
+    with pytest.raises(LogInUseError, match=str(tmp_path)):
+        build(tmp_path)
+    run_steps(first, 3)
+    first.close()  # releases the log
+    second = build(tmp_path, resume=True)
+    run_steps(second, 1)
+    with pytest.raises(LogInUseError):  # the first cannot take the log back
+        run_steps(first, 1)
+        first.update_loss_log()
+    second.close()
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0, 1, 2, 3]
+
+
+def test_a_manager_that_is_garbage_collected_releases_the_log(tmp_path: Path) -> None:
+    lm = build(tmp_path)
+    run_steps(lm, 2)
+    lm.update_loss_log()
+    del lm
+    build(tmp_path, resume=True).close()
+
+
+def test_second_writer_process_is_refused_and_the_log_has_one_series(tmp_path: Path) -> None:
+    first = build(tmp_path)
+    run_steps(first, 10)
+    script = textwrap.dedent(
+        """
+        import sys
+        from nectarloss import LossManager, LogInUseError
+        try:
+            LossManager(sys.argv[1], resume=True)
+        except LogInUseError as exc:
+            print("refused:", exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.startswith("refused:") and str(tmp_path) in out
+    first.close()
+    log = read_log(tmp_path / LOG_FILENAME)
+    assert list(log.losses["a"].steps) == list(range(10))
+
+
+def test_lock_of_a_killed_process_is_released_by_the_os(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, sys, torch
+        from nectarloss import LossManager
+        lm = LossManager(sys.argv[1])
+        lm.register_loss_fn("a", lambda x, y: (x - y).abs().mean())
+        lm.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+        lm.update_loss_log()
+        os.kill(os.getpid(), 9)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], timeout=60)
+    assert proc.returncode == -9
+    lm = LossManager(tmp_path, resume=True)
+    lm.register_loss_fn("a", nn.L1Loss())
+    lm.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+    lm.close()
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0, 1]
+
+
+def test_one_loss_from_two_threads_records_every_call_once(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path, history_buffer_size=64)  # many automatic flushes
+    lm.register_loss_fn("a", nn.L1Loss())
+    errors: list[BaseException] = []
+    num_calls = 2000
+
+    def worker(value: float) -> None:
+        try:
+            x = torch.full((2,), value)
+            for _ in range(num_calls):
+                lm.compute_loss_xy("a", x, torch.zeros(2))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(v,)) for v in (1.0, 2.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lm.close()
+    assert errors == []
+    series = read_log(tmp_path / LOG_FILENAME).losses["a"]
+    assert list(series.steps) == list(range(2 * num_calls))
+    assert sorted(series.values) == [1.0] * num_calls + [2.0] * num_calls
