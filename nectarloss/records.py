@@ -317,6 +317,12 @@ class LMHistory:
         return [v * w for v, w in zip(self.losses, self.weights, strict=True)]
 
     @property
+    def weight_nbytes(self) -> int:
+        """Host bytes held by the stored weight runs (0 for a constant weight's one run)."""
+        starts, weights = self._run_starts, self._run_weights
+        return len(starts) * starts.itemsize + len(weights) * weights.itemsize
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the device buffer."""
         return 0 if self._values is None else self._values.numel() * self._values.element_size()

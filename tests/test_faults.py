@@ -245,3 +245,19 @@ def test_fsync_option_syncs_each_flush(tmp_path: Path, monkeypatch: pytest.Monke
         lm.update_loss_log()
     assert len(calls) == 2
     assert read_log(tmp_path / LOG_FILENAME).losses["a"].values == [1.0, 1.0]
+
+
+def test_automatic_flush_reports_earlier_nonfinite_steps_as_such(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path, history_buffer_size=3, nonfinite="raise")
+    lm.register_loss_fn("s", sqrt_loss)
+    one, zero = torch.ones(3), torch.zeros(3)
+    lm.compute_loss_xy("s", zero, one)  # NaN at step 0
+    lm.compute_loss_xy("s", one, zero)
+    with pytest.raises(NonFiniteLossError) as info:
+        lm.compute_loss_xy("s", one, zero)  # step 2 fills the buffer
+    message = str(info.value)
+    assert "automatic flush of its full buffer (steps 0-2, written)" in message
+    assert r"s at step(s) [0]" in message and "this call (step 2) is recorded" in message
+    lm.compute_loss_xy("s", one, zero)
+    lm.close()
+    assert read_log(tmp_path / LOG_FILENAME).losses["s"].steps == [0, 1, 2, 3]

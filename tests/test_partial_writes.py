@@ -137,3 +137,42 @@ def test_header_write_cut_leaves_an_empty_log_a_new_manager_accepts(tmp_path: Pa
         """,
     )
     assert_every_value_once(tmp_path, 7)
+
+
+def test_failed_automatic_flush_keeps_the_current_call_and_every_value(tmp_path: Path) -> None:
+    out = run(
+        tmp_path,
+        """
+        import os
+        small = LossManager(exp + "/small", history_buffer_size=50)
+        small.register_loss_fn("a", lambda x, y: (x - y).abs().mean())
+        small.register_loss_fn("b", lambda x, y: ((x - y) ** 2).mean(), loss_weight=2.0)
+        xs = [torch.full((2,), float(i)) for i in range(400)]
+        for i in range(30):
+            small.compute_loss_xy("a", xs[i], torch.zeros(2))
+            small.compute_loss_xy("b", xs[i], torch.zeros(2))
+        small.update_loss_log()
+        limit(os.path.getsize(exp + "/small/loss_log.jsonl") + 50)
+        failures = []
+        for i in range(30, 200):
+            for name in ("a", "b"):
+                try:
+                    out = small.compute_loss_xy(name, xs[i], torch.zeros(2))
+                except LogWriteError as exc:
+                    failures.append((name, i, str(exc)))
+        lift()
+        small.update_loss_log()
+        for name, i, message in failures[:2]:
+            print(name, i, message)
+        print("failures", len(failures))
+        """,
+    )
+    assert "a 79 a: the automatic flush of its full buffer (steps 30-79) failed" in out
+    assert "including this call's (step 79), is kept" in out
+    # Each loss fails at steps 79, 129 and 179: retried a buffer later, not at every call.
+    assert "failures 6" in out
+    log = read_log(tmp_path / "small" / LOG_FILENAME)
+    for name, square in (("a", False), ("b", True)):
+        assert list(log.losses[name].steps) == list(range(200))
+        want = [float(i * i if square else i) for i in range(200)]
+        assert list(log.losses[name].values) == want
