@@ -10,6 +10,7 @@ from nectarloss.errors import (
     LogWriteError,
     NonFiniteLossError,
     NonFiniteLossWarning,
+    RankMismatchError,
     UnknownLossError,
 )
 from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log, summarize_log
@@ -34,6 +35,7 @@ __all__ = [
     "LossSeries",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
+    "RankMismatchError",
     "Schedule",
     "SpecError",
     "SyncCounter",

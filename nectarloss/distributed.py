@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from nectarloss.errors import RankMismatchError
+
 __all__ = [
     "LossPlan",
     "RankMismatchError",
@@ -36,14 +38,6 @@ __all__ = [
     "reduce_pending",
     "world_size",
 ]
-
-
-class RankMismatchError(RuntimeError):
-    """Ranks disagree about what a collective flush or query would merge.
-
-    Raised on every rank alike (each decides from the same gathered metadata), so no
-    rank is left waiting in a collective. Nothing buffered is cleared.
-    """
 
 
 def is_distributed() -> bool:

@@ -8,6 +8,7 @@ __all__ = [
     "LogWriteError",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
+    "RankMismatchError",
     "UnknownLossError",
 ]
 
@@ -37,3 +38,11 @@ class UnknownLossError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class RankMismatchError(RuntimeError):
+    """Ranks disagree about what a collective flush or query would merge.
+
+    Raised on every rank alike (each decides from the same gathered metadata), so no
+    rank is left waiting in a collective. Nothing buffered is cleared.
+    """

@@ -126,7 +126,7 @@ class LossManager:
     loss computed on one rank only is logged as is; rank 0 writes the log, and one
     more ``all_reduce`` shares whether it could. Ranks that computed a loss must hold
     the same steps of it (same count, same first step); otherwise every rank raises
-    :class:`~nectarloss.distributed.RankMismatchError` and keeps its values, so a
+    :class:`~nectarloss.RankMismatchError` and keeps its values, so a
     flush after the ranks agree again loses nothing. After a flush every rank goes on
     from each written loss's last step, including ranks that did not compute it. A
     full buffer is never flushed inside ``compute_loss`` under DDP (that would be a
@@ -845,21 +845,25 @@ class LossManager:
         Args:
             path: Output file; defaults to ``<experiment_dir>/loss_log.json``.
 
+        Under DDP call it on every rank (it flushes); rank 0 writes the file and every
+        rank returns its path.
+
         Returns:
             The path written.
         """
-        if self._writer is None or self.experiment_dir is None:
+        if not self.enable_logging or self.experiment_dir is None:
             raise RuntimeError(
                 "LossManager: export_base_log needs enable_logging=True and an experiment_dir."
             )
         self._flush(list(self._losses.values()))
-        if not self._writer.path.exists():
-            self._writer.append(
-                [header_line({e.name: self._describe(e) for e in self._losses.values()})]
-            )
-            self._logged_names.update(self._losses)
         out = Path(path) if path is not None else self.experiment_dir / "loss_log.json"
-        return export_nectargan(self._writer.path, out)
+        writer = self._writer
+        if writer is None:  # a rank other than 0: rank 0 writes the export
+            return out
+        if not writer.path.exists() or writer.size == 0:
+            writer.append([header_line({e.name: self._describe(e) for e in self._losses.values()})])
+            self._logged_names.update(self._losses)
+        return export_nectargan(writer.path, out)
 
     def get_confidences(self, loss_name: str) -> Tensor:
         """Per-sample confidences (sigma*) of the latest batch from a loss's SuperLoss.
@@ -884,13 +888,16 @@ class LossManager:
     def summary(self, precision: int = 4, capture: bool = False) -> str | None:
         """A table per loss: last, mean, min, max (weighted) and weight, over the whole log.
 
-        Flushes first when logging; without a log it covers the latest values only.
-        Prints it with rich, or returns it as plain text with ``capture=True``.
+        Flushes first when logging (under DDP call it on every rank; ranks other than 0,
+        which hold no log, show their latest local values); without a log it covers the
+        latest values only. Prints it with rich, or returns it as plain text with
+        ``capture=True``.
         """
-        if self._writer is not None:
+        if self.enable_logging:
             self.update_loss_log()
+        if self._writer is not None:
             path = self._writer.path
-            stats = summarize_log(read_log(path)) if path.exists() else {}
+            stats = summarize_log(read_log(path)) if path.exists() and path.stat().st_size else {}
         else:
             values = self.get_loss_values(precision=12)
             stats = {

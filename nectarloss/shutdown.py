@@ -96,7 +96,10 @@ def flush_on_sigterm(enable: bool = True) -> None:
     A handler installed earlier is kept and called after the flush; with none, the
     process exits with status ``128 + SIGTERM`` as it would have. Do not use it where
     a framework owns SIGTERM (Lightning, Accelerate, torchrun): flush from that
-    framework's hook instead. ``flush_on_sigterm(False)`` restores the earlier handler.
+    framework's hook instead. Under DDP a flush is a collective, so a handler that
+    flushes can wait on ranks that were not signalled: there, flush from your own
+    coordinated shutdown instead. ``flush_on_sigterm(False)`` restores the earlier
+    handler.
 
     Raises:
         RuntimeError: Called off the main thread, where Python cannot install handlers.

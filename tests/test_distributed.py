@@ -291,7 +291,20 @@ def scenario_write_failure(rank: int, exp: Path) -> dict[str, Any]:
     return {"error": error, "kept": kept}
 
 
+def scenario_summary_and_export(rank: int, exp: Path) -> dict[str, Any]:
+    """``summary`` and ``export_base_log`` on every rank: each flushes, rank 0 writes."""
+    lm = LossManager(exp)
+    lm.register_loss_fn("a", nn.L1Loss())
+    lm.compute_loss_xy("a", *ones(rank + 1))
+    table = lm.summary(capture=True)
+    lm.compute_loss_xy("a", *ones(rank + 3))
+    out = lm.export_base_log()
+    lm.close()
+    return {"table": table, "export": str(out), "exists": out.exists()}
+
+
 SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
+    "summary_export": scenario_summary_and_export,
     "average": scenario_average,
     "rank0_query": scenario_rank0_query,
     "disjoint": scenario_disjoint,
@@ -431,3 +444,12 @@ def test_failed_write_on_rank0_keeps_values_on_every_rank(
     assert "rank 0 could not write the log" in r1["ok"]["error"][1]
     assert r0["ok"]["kept"] == r1["ok"]["kept"] == 1
     assert r0["log"]["a"] == [[0, 1], [1.5, 3.5], [1.0, 1.0]]
+
+
+def test_summary_and_export_on_every_rank_do_not_hang(
+    ranks: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    r0, r1 = ranks("summary_export")
+    assert r0["log"]["a"] == [[0, 1], [1.5, 3.5], [1.0, 1.0]]
+    assert "1.5" in r0["ok"]["table"]  # rank 0 summarises the merged log
+    assert r0["ok"]["export"] == r1["ok"]["export"] and r0["ok"]["exists"]
