@@ -83,13 +83,22 @@ def log_header_text(log: LossLog) -> str:
     header = log.header
     lines = [f"{header.get('format')} v{header.get('version')}, created {header.get('created')}"]
     for name, info in log.info.items():
-        tags = ",".join(info.get("tags", [])) or "-"
+        tags = _joined(info.get("tags"))
         schedule = info.get("schedule")
         curve = schedule.get("schedule") if isinstance(schedule, dict) else "constant"
-        mods = ",".join(info.get("modifiers", [])) or "-"
+        mods = _joined(info.get("modifiers"))
         lines.append(
             f"  {name}: tags={tags} weight={info.get('weight')} schedule={curve} modifiers={mods}"
         )
     if log.truncated:
         lines.append("  (last line truncated: a crash during a write; ignored)")
     return "\n".join(lines)
+
+
+def _joined(items: object) -> str:
+    """A logged list of names as ``a,b`` (``-`` if empty); other JSON is shown as it is."""
+    if not items:
+        return "-"
+    if isinstance(items, list):
+        return ",".join(map(str, items))
+    return str(items)

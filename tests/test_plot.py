@@ -1,4 +1,5 @@
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -8,8 +9,17 @@ import torch
 from torch import nn
 
 from nectarloss import LossManager, Schedule
-from nectarloss.log import LossLog, header_line, read_log
-from nectarloss.plot import UNTAGGED, group_losses, moving_average, plot_log, summarize_log
+from nectarloss.log import LossLog, LossSeries, header_line, read_log
+from nectarloss.plot import (
+    UNTAGGED,
+    _envelope,
+    _thin,
+    _weight_changes,
+    group_losses,
+    moving_average,
+    plot_log,
+    summarize_log,
+)
 
 pytest.importorskip("matplotlib")
 
@@ -164,3 +174,63 @@ def test_plot_log_leaves_pyplot_backend_alone(log_path: Path, tmp_path: Path) ->
     before = sys.modules.get("matplotlib.pyplot")
     plot_log(LossLog(header={}, losses={}, info={}), tmp_path / "x.png")
     assert sys.modules.get("matplotlib.pyplot") is before
+
+
+def reference_moving_average(values: list[float], window: int) -> list[float]:
+    """The definition: mean of the finite values among the last ``window``."""
+    out = []
+    for i in range(len(values)):
+        finite = [v for v in values[max(0, i - window + 1) : i + 1] if math.isfinite(v)]
+        out.append(sum(finite) / len(finite) if finite else NAN)
+    return out
+
+
+@pytest.mark.parametrize("window", [2, 3, 7, 50])
+def test_moving_average_matches_its_definition(window: int) -> None:
+    rng = random.Random(window)
+    values = [rng.choice([NAN, math.inf, rng.uniform(-2, 2)]) for _ in range(40)]
+    got, want = moving_average(values, window), reference_moving_average(values, window)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
+
+
+def test_envelope_keeps_extremes_in_order_and_bounds_the_points() -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=100_003)
+    values[[5, 70_000]] = [50.0, -50.0]  # spikes must survive
+    values[[10, 11]] = [np.nan, np.inf]
+    steps = np.arange(values.size) * 2
+    xs, ys = _envelope(steps, values, max_buckets=100)
+    assert xs.size <= 2 * 100 + 4 and np.all(np.diff(xs) > 0)
+    assert np.isfinite(ys).all() and ys.max() == 50.0 and ys.min() == -50.0
+    assert xs[0] == 0 and xs[-1] == steps[-1]
+    assert np.array_equal(ys, values[xs // 2])  # points of the series, not averages
+    short_x, short_y = _envelope(steps[:50], values[:50])
+    assert short_x.size == 48 and not np.isin([20, 22], short_x).any()  # only NaN/Inf dropped
+
+
+def test_weight_changes_and_thin() -> None:
+    np = pytest.importorskip("numpy")
+    steps = np.arange(10)
+    xs, ws = _weight_changes(steps, np.array([1.0] * 4 + [0.5] * 6))
+    assert xs.tolist() == [0, 4, 9] and ws.tolist() == [1.0, 0.5, 0.5]
+    thinned = _thin(np.arange(0, 1_000_000, 3), max_points=100)
+    assert thinned.size <= 100 and thinned[0] == 0 and np.all(np.diff(thinned) > 0)
+
+
+def test_plot_log_of_a_long_series(tmp_path: Path) -> None:
+    n = 300_000
+    values = [0.5 + math.sin(i / 1000) for i in range(n)]
+    values[123] = NAN
+    log = LossLog(
+        header={"created": "now"},
+        losses={
+            "a": LossSeries(range(n), values, [2.0] * (n // 2) + [1.0] * (n - n // 2)),
+            "b": LossSeries(range(n), values, [1.0] * n),
+        },
+        info={"a": {"tags": ["G"]}, "b": {"tags": ["G"]}},
+    )
+    out = plot_log(log, tmp_path / "long.png", log_scale=True, smooth=100)
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
