@@ -548,7 +548,7 @@ def _read_chunk(
             f"{where}: `steps`, `values` and `weights` expected equal lengths, got steps "
             f"{len(steps)}, values {len(values)}, weights {len(weights)}."
         )
-    if b"true" in raw or b"false" in raw:  # array() would take a JSON boolean as 1 or 0
+    if _may_hold_booleans(raw, name):  # array() would take a JSON boolean as 1 or 0
         for key, items in zip(_CHUNK_KEYS, lists, strict=True):
             if any(isinstance(v, bool) for v in items):
                 what = "integers" if key == "steps" else "numbers"
@@ -572,6 +572,19 @@ def _read_chunk(
     column_steps.extend(new_steps)
     column_values.extend(decoded[0])
     column_weights.extend(decoded[1])
+
+
+def _may_hold_booleans(raw: bytes, name: str) -> bool:
+    """Whether a chunk line may hold a JSON ``true`` or ``false``.
+
+    The letters ``r`` and ``f`` occur in no JSON number and no chunk key, so a line
+    without them outside its loss name holds neither. Looking for one byte is a
+    ``memchr``; looking for the words in every line would cost a fifth of the read.
+    """
+    rest = raw.replace(orjson.dumps(name), b"", 1)
+    if b"r" not in rest and b"f" not in rest:
+        return False
+    return b"true" in rest or b"false" in rest
 
 
 _CHUNK_KEYS = ("steps", "values", "weights")
