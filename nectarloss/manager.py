@@ -50,7 +50,7 @@ from nectarloss.log import (
 )
 from nectarloss.losses import find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
-from nectarloss.modifiers.noise import NoiseSchedule
+from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import flushing, track

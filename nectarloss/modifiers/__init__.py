@@ -6,10 +6,10 @@ returns the modified per-sample loss; its state lives in buffers. Each has a pur
 """
 
 from nectarloss.modifiers.base import LossContext, Modifier
-from nectarloss.modifiers.noise import NoiseSchedule
 from nectarloss.modifiers.sangoi import Sangoi
 from nectarloss.modifiers.snr import P2, DebiasedEstimation, MinSNR
 from nectarloss.modifiers.superloss import SuperLoss
+from nectarloss.noise import NoiseSchedule  # re-exported: users import it from here
 
 __all__ = [
     "DebiasedEstimation",

@@ -17,7 +17,8 @@ from nectarloss.functional.sangoi import (
 )
 from nectarloss.functional.snr_weights import _check_per_sample
 from nectarloss.modifiers.base import LossContext, Modifier, maybe_compiled
-from nectarloss.modifiers.noise import NoiseSchedule, _as_noise_schedule
+from nectarloss.noise import NoiseSchedule
+from nectarloss.noise import as_noise_schedule as _as_noise_schedule
 
 __all__ = ["Sangoi"]
 

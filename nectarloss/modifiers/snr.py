@@ -22,7 +22,8 @@ from nectarloss.functional.snr_weights import (
     _p2_weight,
 )
 from nectarloss.modifiers.base import LossContext, Modifier
-from nectarloss.modifiers.noise import NoiseSchedule, _as_noise_schedule
+from nectarloss.noise import NoiseSchedule
+from nectarloss.noise import as_noise_schedule as _as_noise_schedule
 
 __all__ = ["DebiasedEstimation", "MinSNR", "P2"]
 

@@ -24,12 +24,12 @@ from nectarloss.modifiers import (
     DebiasedEstimation,
     MinSNR,
     Modifier,
-    NoiseSchedule,
     Sangoi,
     SuperLoss,
 )
+from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss, check_weight
-from nectarloss.specs.loader import build_noise_schedule
+from nectarloss.specs.build import build_noise_schedule
 
 __all__ = ["classification", "diffusion", "metric_triplet", "pix2pix"]
 
@@ -150,7 +150,7 @@ def diffusion(
             (:class:`~nectarloss.modifiers.P2`) or ``"none"`` (a plain mean MSE).
         schedule: The training noise schedule: ``"scaled_linear"`` (Stable
             Diffusion), ``"linear"`` (DDPM), ``"flow_matching"``, a
-            :class:`~nectarloss.modifiers.NoiseSchedule`, or a diffusers-style
+            :class:`~nectarloss.noise.NoiseSchedule`, or a diffusers-style
             scheduler (anything with ``alphas_cumprod`` or ``betas``).
         num_steps: Number of training timesteps for a named ``schedule``.
         gamma: ``gamma`` of min-SNR (default 5.0) or P2 (default 1.0); not used by

@@ -2,7 +2,7 @@
 
 Every model forbids unknown keys and validates strictly: a string is never read as a
 number and ``1.0`` is never read as an integer (an integer is accepted for a float).
-The models only describe and check a file; :mod:`nectarloss.specs.loader` builds the
+The models only describe and check a file; :mod:`nectarloss.specs.build` builds the
 loss modules, schedules and modifiers from them.
 
 Example:
@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import re
@@ -42,6 +41,7 @@ from nectarloss.modifiers import (
     SuperLoss,
 )
 from nectarloss.schedules import CURVES, Schedule
+from nectarloss.specs.errors import closest, did_you_mean, show
 
 __all__ = [
     "MODIFIER_SPECS",
@@ -50,6 +50,7 @@ __all__ = [
     "LossSpec",
     "MinSNRSpec",
     "ModifierSpec",
+    "ModifierSpecBase",
     "NoiseScheduleSpec",
     "P2Spec",
     "SangoiSpec",
@@ -77,30 +78,6 @@ _WINDOWED_CURVES = frozenset({"linear", "exponential", "cosine", "warmup"})
 
 _CURVE_NAMES: list[JsonValue] = [*sorted(CURVES)]
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_MAX_SUGGESTIONS = 3
-
-
-def closest(name: str, candidates: list[str]) -> list[str]:
-    """Return up to three of ``candidates`` closest to ``name`` (case slips included).
-
-    Example:
-        >>> closest("L1Los", ["L1Loss", "MSELoss"])
-        ['L1Loss']
-        >>> closest("superloss", ["SuperLoss", "MinSNR"])
-        ['SuperLoss']
-    """
-    close = difflib.get_close_matches(name, candidates, n=_MAX_SUGGESTIONS)
-    if close:
-        return close
-    lowered = {c.lower(): c for c in candidates}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=_MAX_SUGGESTIONS)
-    return [lowered[m] for m in matches]
-
-
-def did_you_mean(name: str, candidates: list[str]) -> str:
-    """Return ``" (did you mean 'x' or 'y'?)"`` for the closest candidates, or ``""``."""
-    close = closest(name, candidates)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def is_import_path(name: str) -> bool:
@@ -203,7 +180,7 @@ class ScheduleSpec(_Strict):
 class NoiseScheduleSpec(_Strict):
     """The diffusion noise schedule an SNR modifier looks timesteps up in.
 
-    ``kind`` picks the :class:`~nectarloss.modifiers.NoiseSchedule` constructor:
+    ``kind`` picks the :class:`~nectarloss.noise.NoiseSchedule` constructor:
 
     * ``"scaled_linear"`` (Stable Diffusion), ``"linear"`` (DDPM): ``num_steps``
       (default 1000), ``beta_start`` and ``beta_end`` (the constructor's defaults
@@ -270,7 +247,7 @@ class NoiseScheduleSpec(_Strict):
 _PredictionType = Literal["epsilon", "v_prediction", "sample"]
 
 
-class _ModifierSpecBase(_Strict):
+class ModifierSpecBase(_Strict):
     """Fields every modifier entry has; subclasses name the modifier class."""
 
     #: The modifier class the entry builds.
@@ -284,7 +261,7 @@ class _ModifierSpecBase(_Strict):
         return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
-class SuperLossSpec(_ModifierSpecBase):
+class SuperLossSpec(ModifierSpecBase):
     """:class:`~nectarloss.modifiers.SuperLoss`: per-sample confidence weighting."""
 
     model_config = ConfigDict(title="SuperLoss")
@@ -316,10 +293,10 @@ class SuperLossSpec(_ModifierSpecBase):
                 return value
         if isinstance(value, str) and value in ("exp", "global"):
             return value
-        raise ValueError(f"expected a finite number, 'exp' or 'global', got {_show(value)}")
+        raise ValueError(f"expected a finite number, 'exp' or 'global', got {show(value)}")
 
 
-class _SNRSpecBase(_ModifierSpecBase):
+class _SNRSpecBase(ModifierSpecBase):
     uses_noise_schedule: ClassVar[bool] = True
 
     noise_schedule: NoiseScheduleSpec
@@ -393,7 +370,7 @@ ModifierSpec = Annotated[
 ]
 
 #: Modifier entry models by modifier name.
-MODIFIER_SPECS: dict[str, type[_ModifierSpecBase]] = {
+MODIFIER_SPECS: dict[str, type[ModifierSpecBase]] = {
     "SuperLoss": SuperLossSpec,
     "MinSNR": MinSNRSpec,
     "DebiasedEstimation": DebiasedEstimationSpec,
@@ -502,20 +479,3 @@ class SpecFile(_Strict):
             if why is not None:
                 raise ValueError(f"expected loss names {why}, got {name!r}")
         return value
-
-
-def _show(value: object, limit: int = 60) -> str:
-    """A short JSON-like rendering of ``value`` for messages."""
-    if value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = '"' + value.replace('"', '\\"') + '"'
-    elif isinstance(value, dict):
-        text = "an object"
-    elif isinstance(value, list):
-        text = f"a list of {len(value)}"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

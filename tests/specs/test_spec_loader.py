@@ -1,4 +1,4 @@
-"""Tests for the JSON spec loader (nectarloss/specs/loader.py): loading, extends, dumping."""
+"""Tests for the JSON spec pipeline (nectarloss/specs/): loading, extends, building, dumping."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from nectarloss.specs import (
     spec_json_schema,
     validate_spec_file,
 )
-from nectarloss.specs.loader import SHIPPED_DIR, json_path
+from nectarloss.specs.errors import json_path
+from nectarloss.specs.loader import SHIPPED_DIR
 from nectarloss.specs.models import MODIFIER_SPECS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -290,6 +291,13 @@ def test_noise_schedule_dump_notices_changed_tables() -> None:
     schedule = build_noise_schedule({"kind": "scaled_linear", "num_steps": 5})
     schedule.snr_table.mul_(2.0)  # e.g. a checkpoint of another schedule was loaded
     assert dump_noise_schedule(schedule)["kind"] == "snr"
+
+
+def test_noise_schedule_carries_its_config() -> None:
+    schedule = build_noise_schedule({"kind": "betas", "values": [0.1, 0.3]})
+    assert schedule.config == {"kind": "betas", "values": [0.1, 0.3]}
+    copied = pickle.loads(pickle.dumps(schedule))  # the config travels with the object
+    assert dump_noise_schedule(copied) == {"kind": "betas", "values": [0.1, 0.3]}
 
 
 def test_build_noise_schedule_errors() -> None:

@@ -1,4 +1,4 @@
-"""Tests for nectarloss.modifiers.NoiseSchedule."""
+"""Tests for nectarloss.noise.NoiseSchedule."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nectarloss.modifiers import NoiseSchedule
+import nectarloss.modifiers
+from nectarloss.noise import NoiseSchedule
 from nectarloss.testing import SyncCounter
 
 # SNR = alphas_cumprod / (1 - alphas_cumprod) of Stable Diffusion's scaled_linear schedule
-# (betas = linspace(sqrt(0.00085), sqrt(0.012), 1000)^2), values from the issue spec.
+# (betas = linspace(sqrt(0.00085), sqrt(0.012), 1000)^2), closed form in float64.
 SCALED_LINEAR_SNR = {0: 1175.47, 10: 103.508, 100: 8.45389, 500: 0.381850, 999: 0.00468192}
 # DDPM linear schedule, beta_0 = 1e-4: SNR(0) = (1 - 1e-4) / 1e-4.
 LINEAR_SNR_0 = 9999.0
@@ -242,3 +243,12 @@ def test_cuda_lookup_without_sync() -> None:
     assert snr_host_t.device.type == "cuda"
     with pytest.raises(ValueError, match=r"`timesteps` expected device cpu"):
         cpu.snr(t_int)
+
+
+def test_reexported_from_modifiers() -> None:
+    assert nectarloss.modifiers.NoiseSchedule is NoiseSchedule
+
+
+def test_config_is_none_unless_built_from_a_spec() -> None:
+    assert NoiseSchedule.scaled_linear().config is None
+    assert NoiseSchedule([1.0, 0.5]).config is None

@@ -1,10 +1,11 @@
-"""Signal-to-noise ratio (SNR) sources for the diffusion modifiers.
+"""Signal-to-noise ratio (SNR) tables of diffusion noise schedules.
 
 :class:`NoiseSchedule` holds a table of ``SNR(t)`` for the integer timesteps
 ``t = 0 .. num_steps - 1`` as a float32 buffer (computed in float64), so it moves with
 ``.to()`` and lands in ``state_dict``. Looking timesteps up is a gather (integer
 timesteps) or a linear interpolation between neighbouring entries (float timesteps), with
-no host synchronisation.
+no host synchronisation. It is not a modifier: the SNR modifiers in
+:mod:`nectarloss.modifiers` look their timesteps up in one.
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ def _check_beta(owner: str, name: str, value: object) -> float:
     return result
 
 
+def _check_beta_range(
+    owner: str, num_steps: object, beta_start: object, beta_end: object
+) -> tuple[int, float, float]:
+    """The checked arguments of a schedule of ``num_steps`` betas from start to end."""
+    n = _check_num_steps(owner, num_steps)
+    return n, _check_beta(owner, "beta_start", beta_start), _check_beta(owner, "beta_end", beta_end)
+
+
 def _snr_lookup(table: Tensor, timesteps: Tensor) -> Tensor:
     """Gather (integer) or linearly interpolate (float) ``table`` at ``timesteps``.
 
@@ -122,6 +131,12 @@ class NoiseSchedule(nn.Module):
     Args:
         snr: The SNR per integer timestep, 1-D, non-empty, >= 0 (``+inf`` allowed).
 
+    Attributes:
+        config: The spec this schedule was built from (``{"kind": ..., ...}``), set by
+            :func:`nectarloss.specs.build_noise_schedule` so that
+            :func:`~nectarloss.specs.dump_spec` writes it back as given; ``None`` for a
+            schedule built in Python.
+
     Raises:
         TypeError: If ``snr`` is not a tensor or sequence of floats.
         ValueError: If ``snr`` is not 1-D and non-empty, or has NaN or negative values.
@@ -145,6 +160,7 @@ class NoiseSchedule(nn.Module):
     """
 
     snr_table: Tensor
+    config: dict[str, Any] | None = None
 
     def __init__(self, snr: Tensor | Sequence[float]) -> None:
         super().__init__()
@@ -265,10 +281,7 @@ class NoiseSchedule(nn.Module):
         Reference:
             Ho, Jain, Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
         """
-        owner = "NoiseSchedule.linear"
-        n = _check_num_steps(owner, num_steps)
-        start = _check_beta(owner, "beta_start", beta_start)
-        end = _check_beta(owner, "beta_end", beta_end)
+        n, start, end = _check_beta_range("NoiseSchedule.linear", num_steps, beta_start, beta_end)
         return cls.from_betas(torch.linspace(start, end, n, dtype=torch.float64))
 
     @classmethod
@@ -294,9 +307,7 @@ class NoiseSchedule(nn.Module):
             CVPR 2022.
         """
         owner = "NoiseSchedule.scaled_linear"
-        n = _check_num_steps(owner, num_steps)
-        start = _check_beta(owner, "beta_start", beta_start)
-        end = _check_beta(owner, "beta_end", beta_end)
+        n, start, end = _check_beta_range(owner, num_steps, beta_start, beta_end)
         sqrt_betas = torch.linspace(math.sqrt(start), math.sqrt(end), n, dtype=torch.float64)
         return cls.from_betas(sqrt_betas.square())
 
@@ -410,7 +421,7 @@ class NoiseSchedule(nn.Module):
             )
 
 
-def _as_noise_schedule(owner: str, noise_schedule: object) -> NoiseSchedule:
+def as_noise_schedule(owner: str, noise_schedule: object) -> NoiseSchedule:
     """Accept a :class:`NoiseSchedule` or a diffusers-style scheduler, else raise."""
     if isinstance(noise_schedule, NoiseSchedule):
         return noise_schedule
