@@ -39,7 +39,7 @@ from torch import nn
 from benchmarks.baselines.naive_manager import NaiveLossManager
 from benchmarks.common import Row, pick, script_main
 from nectarloss import LossManager, Schedule
-from nectarloss.records import LMHistory
+from nectarloss.history import LMHistory
 
 NAME = "memory"
 NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")

@@ -49,19 +49,15 @@ from nectarloss.log import (
     summarize_log,
 )
 from nectarloss.losses import find_loss_entry
-from nectarloss.modifiers.base import LossContext, Modifier
-from nectarloss.noise import NoiseSchedule
+from nectarloss.modifiers.base import Modifier
 from nectarloss.records import LMHistory, LMLoss, check_weight
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import flushing, track
 from nectarloss.transfer import pending_to_host, values_to_host
 from nectarloss.validation import (
-    add_note,
     check_epoch,
-    check_inputs,
     check_name,
     check_tags,
-    shape_of,
 )
 
 __all__ = ["LossManager"]
@@ -69,14 +65,6 @@ __all__ = ["LossManager"]
 NonFinitePolicy = Literal["warn", "raise", "ignore"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
-
-
-def _describe(inputs: tuple[Any, ...]) -> str:
-    """``"inputs of shape (2, 3), (2, 3)"`` for an error note."""
-    shapes = ", ".join(
-        str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in inputs
-    )
-    return f"inputs of shape {shapes}"
 
 
 class LossManager:
@@ -455,73 +443,30 @@ class LossManager:
         timesteps: Tensor | None,
         context: dict[str, Any],
     ) -> Tensor:
-        """The per-step path: compute, modify, weight, record. Never syncs.
+        """One call: :meth:`LMLoss.run` records it, then a full buffer is flushed.
 
         The value is recorded before anything that can fail about earlier steps (the
-        automatic flush of a full buffer), so a valid call is never lost.
+        automatic flush), so a valid call is never lost.
         """
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
-        catalog = entry.catalog_entry
-        if catalog is not None:
-            if len(inputs) != catalog.arity:
-                catalog.check_arity(len(inputs), owner=entry.name)
-            if catalog.same_shape and shape_of(inputs[1]) != shape_of(inputs[0]):
-                check_inputs(entry.name, catalog, inputs)
-        try:
-            out = entry.function(*inputs)
-        except Exception as exc:
-            if catalog is not None:  # name the bad input when it is a wrong type or device
-                check_inputs(entry.name, catalog, inputs)
-            add_note(exc, f"nectarloss: raised by loss {entry.name!r} on {_describe(inputs)}")
-            raise
-        if not isinstance(out, Tensor):
-            raise TypeError(
-                f"{entry.name}: the loss function expected to return a Tensor, "
-                f"got {type(out).__name__}."
-            )
-        if entry.modifiers:
-            value = self._apply_modifiers(entry, out, inputs, timesteps, context)
-            raw = value.detach()
-        else:
-            if context:  # timesteps are accepted and unused, so loops need not special-case
-                raise TypeError(
-                    f"{entry.name}: unexpected keyword(s) {sorted(context)} for a loss "
-                    "without modifiers."
-                )
-            value = out
-            raw = out.detach() if out.ndim == 0 else out.detach().mean()
-        with self._lock:
-            step = entry.num_steps
-            weight = self._weight_of(entry, step)
-            history = entry.history
-            if not self.enable_logging and history.count:
-                history.clear()  # without a log only the latest value is kept
-            history.record(raw, weight, step)
-            entry.last_value, entry.last_loss_map = raw, out.detach()
-            if entry.schedule is not None and weight != entry.last_weight:
-                entry.schedule.current_value = weight
-            entry.last_weight = weight
-            entry.num_steps = step + 1
-            flush_due = self.enable_logging and history.flush_due
-        if flush_due:
+        weighted, raw, step = entry.run(
+            inputs,
+            self._epoch,
+            timesteps,
+            context,
+            lock=self._lock,
+            keep_history=self.enable_logging,
+            check_context=self.check_timesteps,
+        )
+        if self.enable_logging and entry.history.flush_due:
             self._flush_full(entry, step)
         if self.check_every_step and not bool(torch.isfinite(raw).all()):
             raise NonFiniteLossError(
                 f"{entry.name}: loss is {float(raw)} at step {step} (epoch {self._epoch}); "
                 "the value is recorded and will be logged."
             )
-        return value * weight
-
-    def _weight_of(self, entry: LMLoss, step: int) -> float:
-        """The weight of ``entry`` at ``step`` and the current epoch (host math, no sync)."""
-        if entry.schedule is None:
-            return entry.loss_weight
-        try:
-            return entry.weight_at(self._epoch, step)
-        except Exception as exc:
-            add_note(exc, f"nectarloss: raised by the schedule of loss {entry.name!r}")
-            raise
+        return weighted
 
     def _flush_full(self, entry: LMLoss, step: int) -> None:
         """The automatic flush of a full buffer; the current call's value is already in it."""
@@ -546,54 +491,6 @@ class LossManager:
                 f"{steps.start}-{steps.stop - 1}, written) found earlier non-finite values; "
                 f"this call (step {step}) is recorded. {exc}"
             ) from exc
-
-    def _apply_modifiers(
-        self,
-        entry: LMLoss,
-        out: Tensor,
-        inputs: tuple[Any, ...],
-        timesteps: Tensor | None,
-        context: dict[str, Any],
-    ) -> Tensor:
-        if out.dim() == 0:
-            raise ValueError(
-                f"{entry.name}: modifiers need a per-sample loss, but the loss function "
-                "returned a scalar; construct it with reduction='none'."
-            )
-        if self.check_timesteps and timesteps is not None:
-            self._check_timesteps(entry, timesteps)
-        per_sample = out.flatten(1).mean(dim=1) if out.dim() > 1 else out
-        ctx = LossContext(
-            loss_name=entry.name,
-            inputs=tuple(x for x in inputs if isinstance(x, Tensor)),
-            timesteps=timesteps,
-            extra=context,
-        )
-        for modifier in entry.modifiers:
-            modified = modifier(per_sample, ctx)
-            if not isinstance(modified, Tensor) or modified.shape != per_sample.shape:
-                got = tuple(modified.shape) if isinstance(modified, Tensor) else type(modified)
-                raise ValueError(
-                    f"{entry.name}: modifier {type(modifier).__name__} expected to return "
-                    f"shape {tuple(per_sample.shape)}, got {got}."
-                )
-            per_sample = modified
-        if per_sample.shape[0] == 0:  # an empty batch: a zero that stays in the graph
-            return per_sample.sum()
-        return per_sample.mean()
-
-    @staticmethod
-    def _check_timesteps(entry: LMLoss, timesteps: Tensor) -> None:
-        for modifier in entry.modifiers:
-            noise = getattr(modifier, "noise_schedule", None)
-            if isinstance(noise, NoiseSchedule):
-                try:
-                    noise.check_timesteps(timesteps)
-                except (ValueError, TypeError) as exc:
-                    detail = str(exc).removeprefix("NoiseSchedule: ")
-                    raise type(exc)(
-                        f"{entry.name}: modifier {type(modifier).__name__}: {detail}"
-                    ) from exc
 
     def compute_loss_xy(
         self, loss_name: str, x: Tensor, y: Tensor, epoch: int | None = None, **context: Any
@@ -873,17 +770,7 @@ class LossManager:
         Raises:
             ValueError: The loss has no SuperLoss modifier, or it has not run yet.
         """
-        entry = self._entry(loss_name)
-        for modifier in entry.modifiers:
-            confidence = getattr(modifier, "last_confidence", None)
-            if isinstance(confidence, Tensor):
-                if confidence.numel() == 0:
-                    raise ValueError(f"{loss_name}: no confidences yet; compute the loss first.")
-                return confidence
-        raise ValueError(
-            f"{loss_name}: `get_confidences` expected a loss with a SuperLoss modifier, "
-            f"got modifiers {[type(m).__name__ for m in entry.modifiers]}."
-        )
+        return self._entry(loss_name).confidences
 
     def summary(self, precision: int = 4, capture: bool = False) -> str | None:
         """A table per loss: last, mean, min, max (weighted) and weight, over the whole log.

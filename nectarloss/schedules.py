@@ -96,7 +96,6 @@ class Schedule(BaseModel):
         end_epoch: First time at ``target_value``; the value holds from then on.
         initial_value: Weight up to and including ``start_epoch``.
         target_value: Weight from ``end_epoch`` on.
-        current_value: The weight applied at the latest call (set by the manager).
         unit: Whether ``t`` is the epoch passed to ``compute_loss`` or the loss's own
             step counter (number of calls so far, starting at 0).
         milestones: For ``step``: times at which the weight is multiplied by ``factor``.
@@ -125,7 +124,6 @@ class Schedule(BaseModel):
     end_epoch: int = Field(default=10_000_000, ge=0)
     initial_value: float = 1.0
     target_value: float = 1.0
-    current_value: float | None = None
     unit: Literal["epoch", "step"] = "epoch"
     milestones: tuple[int, ...] = ()
     factor: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
@@ -167,8 +165,6 @@ class Schedule(BaseModel):
                 "an 'exponential' schedule expected initial_value and target_value > 0, got "
                 f"{self.initial_value} and {self.target_value}"
             )
-        if self.current_value is None:
-            self.current_value = self.value(0) if name is not None else self.initial_value
         return self
 
     @field_serializer("schedule")
@@ -179,6 +175,15 @@ class Schedule(BaseModel):
             f"Schedule: a custom callable ({getattr(value, '__qualname__', value)!r}) cannot be "
             "serialised; use a built-in curve name to save or export this schedule."
         )
+
+    @property
+    def current_value(self) -> float:
+        """The weight at time 0 (NectarGAN's field name).
+
+        A schedule is a pure curve and holds no run state: the weight a loss applied
+        at its latest call is :attr:`nectarloss.LMLoss.current_weight`.
+        """
+        return self.value(0) if not self.is_custom else self.initial_value
 
     @property
     def is_custom(self) -> bool:

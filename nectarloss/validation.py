@@ -11,7 +11,15 @@ from torch import Tensor
 
 from nectarloss.losses import LossEntry
 
-__all__ = ["add_note", "check_epoch", "check_inputs", "check_name", "check_tags", "shape_of"]
+__all__ = [
+    "add_note",
+    "check_epoch",
+    "check_inputs",
+    "check_name",
+    "check_tags",
+    "check_weight",
+    "shape_of",
+]
 
 
 def shape_of(x: Any) -> Any:
@@ -41,6 +49,16 @@ def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> Non
             f"{owner}: `{names[1]}` expected shape {tuple(first.shape)} like `{names[0]}`, "
             f"got {tuple(inputs[1].shape)}."
         )
+
+
+def check_weight(owner: str, value: object, argument: str = "loss_weight") -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: `{argument}` expected a float, got {type(value).__name__}.")
+    weight = float(value)
+    if not (weight >= 0.0 and math.isfinite(weight)):
+        raise ValueError(f"{owner}: `{argument}` expected a finite float >= 0, got {weight}.")
+    return weight
 
 
 def check_epoch(owner: str, epoch: object) -> int | float:

@@ -118,7 +118,10 @@ def test_schedule_weights_recorded_per_step(
     raw = nn.functional.l1_loss(*xy)
     for out, w in zip(outs, expected, strict=True):
         assert torch.allclose(out, raw * w)
-    assert sched.current_value == 0.0 and lm.get_loss_weights()["G_L1"] == 0.0
+    # the run's weight lives on the LMLoss; the schedule stays a pure curve
+    entry = lm.get_registered_losses(strip=False)["G_L1"]
+    assert entry.current_weight == 0.0 and lm.get_loss_weights()["G_L1"] == 0.0
+    assert sched.current_value == 10.0  # the curve at time 0, not run state
     lm.update_loss_log()
     log = read_log(lm.log_path)  # type: ignore[arg-type]
     assert log.losses["G_L1"].weights == expected and log.losses["G_L1"].steps == list(range(10))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LossContext", "Modifier", "maybe_compiled"]
+__all__ = ["LossContext", "Modifier", "TimestepTable", "check_timesteps_in", "maybe_compiled"]
 
 _COMPILED: dict[Callable[..., Any], Callable[..., Any]] = {}
 
@@ -102,3 +102,40 @@ class Modifier(nn.Module):
         """Run :meth:`forward` through ``nn.Module.__call__`` (hooks included)."""
         out: Tensor = super().__call__(loss, context)
         return out
+
+    def check_context(self, context: LossContext) -> None:
+        """Check ``context`` eagerly and raise a clear error naming the loss.
+
+        The manager calls it before :meth:`forward` only when built with
+        ``check_timesteps=True``, because a check may read values back (a sync). The
+        default checks nothing; modifiers that index a noise table check the timesteps.
+        """
+
+    @property
+    def confidences(self) -> Tensor | None:
+        """Per-sample confidences of the latest batch, for modifiers that estimate them.
+
+        ``None`` for modifiers that do not (every one but SuperLoss).
+        """
+        return None
+
+
+class TimestepTable(Protocol):
+    """What :func:`check_timesteps_in` needs of a noise schedule."""
+
+    def check_timesteps(self, timesteps: Tensor) -> None:
+        """Raise ``ValueError`` / ``TypeError`` for timesteps outside the table."""
+
+
+def check_timesteps_in(table: TimestepTable, owner: str, context: LossContext) -> None:
+    """Check ``context.timesteps`` against ``table``, naming the loss and ``owner`` on error.
+
+    Reads the timesteps back (a sync): for :meth:`Modifier.check_context` only.
+    """
+    if context.timesteps is None:
+        return
+    try:
+        table.check_timesteps(context.timesteps)
+    except (ValueError, TypeError) as exc:
+        detail = str(exc).removeprefix("NoiseSchedule: ")
+        raise type(exc)(f"{context.loss_name}: modifier {owner}: {detail}") from exc

@@ -16,7 +16,12 @@ from nectarloss.functional.sangoi import (
     _sangoi_weight_compute,
 )
 from nectarloss.functional.snr_weights import _check_per_sample
-from nectarloss.modifiers.base import LossContext, Modifier, maybe_compiled
+from nectarloss.modifiers.base import (
+    LossContext,
+    Modifier,
+    check_timesteps_in,
+    maybe_compiled,
+)
 from nectarloss.noise import NoiseSchedule
 from nectarloss.noise import as_noise_schedule as _as_noise_schedule
 
@@ -110,6 +115,10 @@ class Sangoi(Modifier):
             )
         self.use_compile = use_compile
         self.mask_key = mask_key
+
+    def check_context(self, context: LossContext) -> None:
+        """Check that ``context.timesteps`` lie in the noise table (a sync)."""
+        check_timesteps_in(self.noise_schedule, "Sangoi", context)
 
     def forward(self, loss: Tensor, context: LossContext) -> Tensor:
         """Return ``loss * weight``.

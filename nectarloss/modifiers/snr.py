@@ -21,7 +21,7 @@ from nectarloss.functional.snr_weights import (
     _min_snr_weight,
     _p2_weight,
 )
-from nectarloss.modifiers.base import LossContext, Modifier
+from nectarloss.modifiers.base import LossContext, Modifier, check_timesteps_in
 from nectarloss.noise import NoiseSchedule
 from nectarloss.noise import as_noise_schedule as _as_noise_schedule
 
@@ -39,6 +39,10 @@ class _SNRWeighting(Modifier):
 
     def _weight_from_snr(self, snr: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def check_context(self, context: LossContext) -> None:
+        """Check that ``context.timesteps`` lie in the noise table (a sync)."""
+        check_timesteps_in(self.noise_schedule, type(self).__name__, context)
 
     def weight(self, timesteps: Tensor) -> Tensor:
         """The weight at ``timesteps`` (shape of ``timesteps``, float32, detached).

@@ -183,6 +183,11 @@ class SuperLoss(Modifier):
         #: Per-sample confidences ``sigma*`` of the last call (detached, not saved).
         self.register_buffer("last_confidence", torch.empty(0), persistent=False)
 
+    @property
+    def confidences(self) -> Tensor:
+        """Per-sample confidences ``sigma*`` of the latest batch (empty before the first)."""
+        return self.last_confidence
+
     def _initial_tau(self) -> float:
         return self.threshold if isinstance(self.threshold, float) else 0.0
 

@@ -1,0 +1,321 @@
+"""``LMHistory``: the recent raw values of one loss, on its device.
+
+``LMHistory`` keeps the recent raw loss means in a preallocated tensor on the loss's
+device. Writing a value is a device-side copy into the next slot, never a host sync.
+Weights and step numbers are host numbers the manager already knows: weights are
+stored run-length encoded (a new run only when the weight changes) and steps are
+consecutive, so a recorded step costs 4 bytes (one float32 on the device).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nectarloss.validation import check_weight
+
+__all__ = ["LMHistory"]
+
+
+class LMHistory:
+    """Recent raw loss means of one loss, on its device, plus host-side weights and steps.
+
+    Args:
+        capacity: Number of values after which the manager flushes the buffer. The
+            buffer is preallocated at this size on the first commit; if a flush fails,
+            recording goes on and the buffer grows, so no value is ever dropped.
+        device: Where the buffer lives. ``None`` allocates it lazily on the device of
+            the first recorded value.
+        weight_of_step: For a weight that is a pure function of the step (a
+            ``unit="step"`` schedule): weights are then not stored but re-evaluated
+            when read, so every step costs 4 bytes even though the weight changes at
+            every step.
+
+    Values are float32 on the device, or float64 once a float64 value is recorded (so
+    a finite float64 loss beyond float32's range is kept). Weights are stored run-length
+    encoded in two compact arrays: nothing when the weight is constant, 12 bytes per
+    step when it changes at every call.
+
+    Example:
+        >>> h = LMHistory(capacity=4)
+        >>> h.record(torch.tensor(0.5), weight=2.0, step=0)
+        >>> h.record(torch.tensor(0.25), weight=2.0, step=1)
+        >>> h.losses, h.weights, list(h.steps)
+        ([0.5, 0.25], [2.0, 2.0], [0, 1])
+    """
+
+    __slots__ = (
+        "capacity",
+        "count",
+        "first_step",
+        "_flush_at",
+        "_values",
+        "_staged",
+        "_num_committed",
+        "_run_starts",
+        "_run_weights",
+        "_weight_of_step",
+        "_device",
+    )
+
+    #: Values are staged in a short list of 0-d tensors and committed to the buffer
+    #: with one ``torch.stack`` per this many steps (cheaper than a copy per step).
+    STAGE_SIZE = 128
+    #: Largest ``capacity`` accepted (step offsets within a buffer are 32-bit).
+    MAX_CAPACITY = 2**31 - 1
+
+    def __init__(
+        self,
+        capacity: int = 50_000,
+        device: torch.device | str | None = None,
+        weight_of_step: Callable[[int], float] | None = None,
+    ) -> None:
+        if (
+            isinstance(capacity, bool)
+            or not isinstance(capacity, int)
+            or not 0 <= capacity <= self.MAX_CAPACITY
+        ):
+            raise ValueError(
+                f"LMHistory: `capacity` expected an int in [0, {self.MAX_CAPACITY}], "
+                f"got {capacity!r}."
+            )
+        self.capacity = capacity
+        self.count = 0
+        self.first_step = 0
+        self._flush_at = capacity
+        self._device = torch.device(device) if device is not None else None
+        self._values: Tensor | None = None
+        self._staged: list[Tensor] = []
+        self._num_committed = 0
+        self._run_starts = array("I")
+        self._run_weights = array("d")
+        self._weight_of_step = weight_of_step
+
+    # -- writing (per step, never syncs) ------------------------------------------------
+    def record(self, value: Tensor, weight: float, step: int) -> None:
+        """Store a detached 0-d raw loss mean, the weight applied and its step number.
+
+        The value stays on its own device; nothing is read back to the host. Values
+        are committed to the preallocated buffer in batches (see :attr:`STAGE_SIZE`).
+        If committing fails (out of memory), nothing is recorded and the error
+        propagates.
+        """
+        count = self.count
+        staged = self._staged
+        staged.append(value)
+        if len(staged) >= self.STAGE_SIZE:
+            try:
+                self._commit()
+            except BaseException:
+                staged.pop()
+                raise
+        if count == 0:
+            self.first_step = step
+        if self._weight_of_step is None:
+            weights = self._run_weights
+            if not weights or weights[-1] != weight:
+                self._run_starts.append(count)
+                weights.append(weight)
+        self.count = count + 1
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether the buffer holds enough values for the manager to flush it."""
+        return self.count >= self._flush_at
+
+    def postpone_flush(self) -> None:
+        """After a failed flush: keep recording, and try again ``capacity`` values later."""
+        self._flush_at = self.count + max(self.capacity, 1)
+
+    def _commit(self) -> None:
+        """Move staged values into the device buffer (one stack and one copy)."""
+        staged = self._staged
+        if not staged:
+            return
+        device = staged[-1].device
+        if any(t.device != device for t in staged):
+            staged = [t.to(device) for t in staged]
+        stacked = torch.stack(staged).reshape(-1)
+        dtype = torch.float64 if stacked.dtype == torch.float64 else torch.float32
+        start = self._num_committed
+        end = start + stacked.numel()
+        values = self._values
+        if (
+            values is None
+            or values.device != device
+            or values.numel() < end
+            or (dtype == torch.float64 and values.dtype != dtype)
+        ):
+            values = self._allocate(device, dtype, end)
+        values[start:end] = stacked
+        self._num_committed = end
+        self._staged = []
+
+    def _allocate(self, device: torch.device, dtype: torch.dtype, needed: int) -> Tensor:
+        """(Re)allocate the buffer with room for ``needed`` values, keeping committed ones."""
+        old = self._values
+        if old is not None and old.dtype == torch.float64:
+            dtype = torch.float64
+        size = max(self.capacity, needed)
+        if old is not None and needed > old.numel():
+            size = max(size, 2 * old.numel())  # grown past capacity: amortised doubling
+        values = torch.empty(size, dtype=dtype, device=device)
+        if old is not None and self._num_committed:
+            values[: self._num_committed] = old[: self._num_committed].to(device)
+        self._values = values
+        self._device = device
+        return values
+
+    def clear(self) -> None:
+        """Forget the recorded values (after a flush). The buffer stays allocated."""
+        self.first_step += self.count
+        self.count = 0
+        self._flush_at = self.capacity
+        self._num_committed = 0
+        self._staged = []
+        self._run_starts = array("I")
+        self._run_weights = array("d")
+
+    def to(self, device: torch.device | str) -> LMHistory:
+        """Move the buffer (and any unflushed values) to ``device``. Returns ``self``."""
+        target = torch.device(device)
+        self._staged = [t.to(target) for t in self._staged]
+        if self._values is not None:
+            self._allocate(target, self._values.dtype, self._num_committed)
+        self._device = target
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """Unflushed values (a CPU tensor), their weights and first step. Syncs once."""
+        return {
+            "first_step": self.first_step,
+            "values": self.values_tensor().detach().to("cpu", copy=True),
+            "weight_runs": [
+                [index, weight]
+                for index, weight in zip(self._run_starts, self._run_weights, strict=True)
+            ],
+        }
+
+    def check_state(self, state: Mapping[str, Any], owner: str = "LMHistory") -> None:
+        """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict`."""
+        values = state.get("values")
+        if not isinstance(values, Tensor) or values.dim() != 1 or not values.is_floating_point():
+            raise ValueError(f"{owner}: history `values` expected a 1-D float tensor.")
+        first_step = state.get("first_step")
+        if isinstance(first_step, bool) or not isinstance(first_step, int) or first_step < 0:
+            raise ValueError(
+                f"{owner}: history `first_step` expected an int >= 0, got {first_step!r}."
+            )
+        runs = state.get("weight_runs")
+        if not isinstance(runs, (list, tuple)):
+            raise ValueError(f"{owner}: history `weight_runs` expected a list of [index, weight].")
+        previous = -1
+        for run in runs:
+            ok = isinstance(run, (list, tuple)) and len(run) == 2
+            index, weight = (run[0], run[1]) if ok else (None, None)
+            if (
+                not ok
+                or isinstance(index, bool)
+                or not isinstance(index, int)
+                or not previous < index < max(values.numel(), 1)
+                or (previous == -1 and index != 0)
+            ):
+                raise ValueError(
+                    f"{owner}: history `weight_runs` expected increasing indices from 0 "
+                    f"below the {values.numel()} values, got {run!r}."
+                )
+            check_weight(owner, weight, "history weight")
+            previous = index
+        if values.numel() and not runs and self._weight_of_step is None:
+            raise ValueError(
+                f"{owner}: history `weight_runs` expected a weight for its "
+                f"{values.numel()} values, got none."
+            )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (values go to the buffer's device).
+
+        Raises:
+            ValueError: The state is malformed; the history is then unchanged.
+        """
+        self.check_state(state)
+        values: Tensor = state["values"]
+        self.clear()
+        self.first_step = int(state["first_step"])
+        for index, weight in state["weight_runs"]:
+            self._run_starts.append(int(index))
+            self._run_weights.append(float(weight))
+        self.count = values.numel()
+        if self.count:
+            dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
+            buffer = self._allocate(self._device or values.device, dtype, self.count)
+            buffer[: self.count] = values.to(buffer.device)
+            self._num_committed = self.count
+        self._flush_at = max(self.capacity, self.count)
+
+    # -- reading (may sync) ----------------------------------------------------------------
+    @property
+    def is_full(self) -> bool:
+        """Whether the buffer holds ``capacity`` values."""
+        return self.count >= self.capacity
+
+    @property
+    def device(self) -> torch.device | None:
+        """The buffer's device (``None`` until the first value if none was given)."""
+        return self._device
+
+    @property
+    def steps(self) -> range:
+        """Step numbers of the buffered values."""
+        return range(self.first_step, self.first_step + self.count)
+
+    def values_tensor(self) -> Tensor:
+        """The buffered raw means as a 1-D view on the buffer's device (float32 or 64)."""
+        self._commit()
+        if self._values is None:
+            return torch.empty(0, dtype=torch.float32, device=self._device)
+        return self._values[: self.count]
+
+    @property
+    def weights(self) -> list[float]:
+        """Weights applied at each buffered step (host values, no sync)."""
+        if self._weight_of_step is not None:
+            return [self._weight_of_step(step) for step in self.steps]
+        out: list[float] = []
+        starts, weights = self._run_starts, self._run_weights
+        for i, (start, weight) in enumerate(zip(starts, weights, strict=True)):
+            end = starts[i + 1] if i + 1 < len(starts) else self.count
+            out.extend([weight] * (end - start))
+        return out
+
+    @property
+    def losses(self) -> list[float]:
+        """Buffered raw (unweighted, post-modifier) loss means. Reading syncs once."""
+        values: list[float] = self.values_tensor().tolist()
+        return values
+
+    @property
+    def weighted_losses(self) -> list[float]:
+        """Buffered weighted loss means (raw times weight). Reading syncs once."""
+        return [v * w for v, w in zip(self.losses, self.weights, strict=True)]
+
+    @property
+    def weight_nbytes(self) -> int:
+        """Host bytes held by the stored weight runs (0 for a constant weight's one run)."""
+        starts, weights = self._run_starts, self._run_weights
+        return len(starts) * starts.itemsize + len(weights) * weights.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the device buffer."""
+        return 0 if self._values is None else self._values.numel() * self._values.element_size()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"LMHistory(count={self.count}, capacity={self.capacity}, device={self._device})"
