@@ -132,10 +132,21 @@ class LMHistory:
         self._flush_at = self.count + max(self.capacity, 1)
 
     def _commit(self) -> None:
-        """Move staged values into the device buffer (one stack and one copy)."""
-        staged = self._staged
-        if not staged:
+        """Move staged values into the device buffer (one stack and one copy).
+
+        The staged list is taken in one step, so a value another thread stages
+        meanwhile waits for the next commit instead of being dropped.
+        """
+        taken, self._staged = self._staged, []
+        if not taken:
             return
+        try:
+            self._commit_values(taken)
+        except BaseException:
+            self._staged = taken + self._staged
+            raise
+
+    def _commit_values(self, staged: list[Tensor]) -> None:
         device = staged[-1].device
         if any(t.device != device for t in staged):
             staged = [t.to(device) for t in staged]
@@ -153,7 +164,6 @@ class LMHistory:
             values = self._allocate(device, dtype, end)
         values[start:end] = stacked
         self._num_committed = end
-        self._staged = []
 
     def _allocate(self, device: torch.device, dtype: torch.dtype, needed: int) -> Tensor:
         """(Re)allocate the buffer with room for ``needed`` values, keeping committed ones."""

@@ -218,13 +218,19 @@ class LossLogWriter:
         self._lock_fd: int | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._pending_cut: int | None = None
-        self._known_size: int | None = None  # the size this writer left the log at
+        self._pid = os.getpid()
+        #: The size and header time this writer left the log with (checked on re-locking).
+        self._known_size: int | None = None
+        self._known_created: str | None = None
         self.acquire()
         try:
             self._has_header = self._open_existing(mode)
+            header = self.header() if self._has_header else None
         except BaseException:
             self.close()
             raise
+        self._known_size = self.size
+        self._known_created = None if header is None else header.get("created")
 
     # -- ownership ---------------------------------------------------------------------
     @property
@@ -238,6 +244,13 @@ class LossLogWriter:
         Raises:
             LogInUseError: Another writer holds it.
         """
+        if os.getpid() != self._pid:
+            raise LogInUseError(
+                f"{self.path}: this log belongs to the LossManager of process {self._pid}; "
+                f"process {os.getpid()} is a fork of it (a DataLoader worker?) and may not "
+                "write it. Compute losses in the process that built the manager, or give "
+                "the child its own manager and experiment_dir."
+            )
         if self._lock_fd is not None:
             return
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o644)
@@ -255,12 +268,16 @@ class LossLogWriter:
             raise
         self._lock_fd = fd
         self._finalizer = weakref.finalize(self, os.close, fd)
-        known, self._known_size = self._known_size, self.size
-        if known is not None and known != self._known_size:
+        if self._known_size is None:  # first lock: nothing to compare yet
+            return
+        header = self.header() if self.size else None
+        now = (self.size, None if header is None else header.get("created"))
+        if now != (self._known_size, self._known_created):
             self.close()
             raise LogInUseError(
-                f"{self.path}: the log changed ({known} -> {self._known_size} bytes) while "
-                "this writer had released it; another writer took it over."
+                f"{self.path}: the log changed while this writer had released it "
+                f"({self._known_size} -> {now[0]} bytes, header {self._known_created!r} -> "
+                f"{now[1]!r}); another run took it over."
             )
 
     def close(self) -> None:
@@ -368,6 +385,8 @@ class LossLogWriter:
         os.truncate(self.path, size)
         self._has_header = size > 0
         self._known_size = size
+        if size == 0:
+            self._known_created = None
 
     def append(self, lines: list[dict[str, Any]]) -> int:
         """Append ``lines`` with unbuffered writes. Returns the number of bytes written.
@@ -397,8 +416,10 @@ class LossLogWriter:
             self._known_size = start + len(payload)
         finally:
             os.close(fd)
-        if any(line.get("kind") == "header" for line in lines):
-            self._has_header = True
+        for line in lines:
+            if line.get("kind") == "header":
+                self._has_header = True
+                self._known_created = line.get("created")
         return len(payload)
 
     def _cut(self, fd: int, size: int) -> None:

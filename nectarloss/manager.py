@@ -32,7 +32,7 @@ from nectarloss.console import (
     render_text,
     summary_table,
 )
-from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank
+from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank, world_size
 from nectarloss.errors import (
     LogWriteError,
     NonFiniteLossError,
@@ -224,6 +224,9 @@ class LossManager:
         #: handler that flushes inside a flush on the same thread does not deadlock).
         self._lock = threading.RLock()
         self._flushing = False
+        #: The most ranks this manager has flushed with (a flush after the group is gone
+        #: must not write one rank's values as if they were the merged ones).
+        self._num_ranks = world_size()
 
     def _continue_log(self, path: Path) -> None:
         """Continue the step numbering of every loss in the log being resumed."""
@@ -318,7 +321,9 @@ class LossManager:
             for m in entry.modifiers:
                 m.to(self.device)
         schedule = entry.schedule
-        by_step = schedule is not None and schedule.unit == "step"
+        # A built-in step curve's weights are recomputed when read (nothing stored per
+        # step); a custom callable may hold state of its own, so its weights are stored.
+        by_step = schedule is not None and schedule.unit == "step" and not schedule.is_custom
         entry.history = LMHistory(
             self.history_buffer_size,
             device=self.device,
@@ -616,6 +621,15 @@ class LossManager:
         if not self.enable_logging:
             return 0
         across_ranks = is_distributed()
+        if across_ranks:
+            self._num_ranks = max(self._num_ranks, world_size())
+        elif self._num_ranks > 1:
+            raise RuntimeError(
+                f"LossManager: this manager ran under torch.distributed with "
+                f"{self._num_ranks} ranks, but the process group is gone, so the ranks' "
+                "values cannot be merged; flush (update_loss_log() or close()) on every rank "
+                "before destroy_process_group(). The buffered values are kept."
+            )
         if across_ranks:  # the one collective: every rank merges its whole registry
             entries = list(self._losses.values())
         elif not any(e.history.count for e in entries):
@@ -845,17 +859,20 @@ class LossManager:
         load it with ``torch.load(..., weights_only=True)``.
         Taking it copies each unflushed buffer to the host once.
         """
-        writer = self._writer
-        header = writer.header() if writer is not None else None
-        return {
-            "version": self.STATE_VERSION,
-            "epoch": self._epoch,
-            "logged_names": sorted(self._logged_names),
-            "log": None
-            if writer is None
-            else {"bytes": writer.size, "created": None if header is None else header["created"]},
-            "losses": {name: e.state_dict() for name, e in self._losses.items()},
-        }
+        with self._lock:  # no call or flush changes the buffers while they are copied
+            writer = self._writer
+            header = writer.header() if writer is not None else None
+            log = None
+            if writer is not None:
+                created = None if header is None else header["created"]
+                log = {"bytes": writer.size, "created": created}
+            return {
+                "version": self.STATE_VERSION,
+                "epoch": self._epoch,
+                "logged_names": sorted(self._logged_names),
+                "log": log,
+                "losses": {name: e.state_dict() for name, e in self._losses.items()},
+            }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` into a manager with the same losses registered.
@@ -871,6 +888,10 @@ class LossManager:
                 ones, its version is unknown, or the log is not the one it was taken
                 with (or its offset does not end a line).
         """
+        with self._lock:
+            self._load_checked(state)
+
+    def _load_checked(self, state: Mapping[str, Any]) -> None:
         self._check_state(state)
         backup = self.state_dict() if self._losses else None
         try:
@@ -980,13 +1001,14 @@ class LossManager:
     # ------------------------------------------------------------------ misc
     def to(self, device: str | torch.device) -> LossManager:
         """Move loss modules, modifiers and buffers (with unflushed values) to ``device``."""
-        self.device = torch.device(device)
-        for e in self._losses.values():
-            if isinstance(e.function, nn.Module):
-                e.function.to(self.device)
-            for m in e.modifiers:
-                m.to(self.device)
-            e.history.to(self.device)
+        with self._lock:
+            self.device = torch.device(device)
+            for e in self._losses.values():
+                if isinstance(e.function, nn.Module):
+                    e.function.to(self.device)
+                for m in e.modifiers:
+                    m.to(self.device)
+                e.history.to(self.device)
         return self
 
     def __contains__(self, loss_name: object) -> bool:

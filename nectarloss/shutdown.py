@@ -3,7 +3,8 @@
 Managers register themselves here when they log. At normal interpreter exit
 (``atexit``) each live manager is closed, which flushes its buffers. Signals belong to
 the application (Lightning, Accelerate and torchrun install their own), so nothing
-here touches them unless the application calls :func:`flush_on_sigterm`.
+here touches them unless the application calls :func:`flush_on_sigterm`. A forked
+child (a DataLoader worker) does not flush the managers it inherited at its exit.
 
 The SIGTERM handler is re-entrancy safe: when the signal lands while a flush is
 running on the main thread, the handler only notes it; the flush completes, then the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 import threading
@@ -118,6 +120,18 @@ def flush_on_sigterm(enable: bool = True) -> None:
     elif not enable and _installed_handler:
         signal.signal(signal.SIGTERM, _previous_handler)
         _installed_handler = False
+
+
+def _forget_inherited() -> None:
+    """In a forked child: the parent's managers are not the child's to flush."""
+    global _live, _flush_depth, _deferred
+    _live = weakref.WeakSet()
+    _flush_depth = 0
+    _deferred = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def track(manager: _Closable) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -63,11 +64,15 @@ def check_weight(owner: str, value: object, argument: str = "loss_weight") -> fl
 
 def check_epoch(owner: str, epoch: object) -> int | float:
     """Return ``epoch`` if it is a finite number >= 0 (an int, or a float for fractions)."""
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
         raise TypeError(f"{owner}: `epoch` expected an int, got {type(epoch).__name__}.")
-    if not (math.isfinite(epoch) and epoch >= 0):
-        raise ValueError(f"{owner}: `epoch` expected a finite number >= 0, got {epoch!r}.")
-    return epoch
+    try:
+        ok = math.isfinite(epoch) and float(epoch) >= 0
+    except OverflowError:  # an int beyond float's range
+        ok = False
+    if not ok:
+        raise ValueError(f"{owner}: `epoch` expected a finite number >= 0, got {epoch!r:.40}.")
+    return epoch if isinstance(epoch, (int, float)) else float(epoch)
 
 
 def add_note(exc: BaseException, note: str) -> None:

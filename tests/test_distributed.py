@@ -453,3 +453,38 @@ def test_summary_and_export_on_every_rank_do_not_hang(
     assert r0["log"]["a"] == [[0, 1], [1.5, 3.5], [1.0, 1.0]]
     assert "1.5" in r0["ok"]["table"]  # rank 0 summarises the merged log
     assert r0["ok"]["export"] == r1["ok"]["export"] and r0["ok"]["exists"]
+
+
+def destroyed_group_worker(rank: int, port: int, root: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=GLOO_TIMEOUT_S)
+    )
+    lm = LossManager(Path(root) / "exp")
+    lm.register_loss_fn("G", nn.L1Loss())
+    lm.compute_loss_xy("G", *ones(rank + 1))
+    lm.update_loss_log()  # a flush under the group: merged
+    lm.compute_loss_xy("G", *ones(rank + 1))
+    dist.destroy_process_group()  # the usual end of a script, before the last flush
+    error = error_of(lm.close)
+    kept = lm.get_registered_losses(strip=False)["G"].history.count
+    (Path(root) / f"{rank}.json").write_text(json.dumps({"error": error, "kept": kept}))
+
+
+def test_flush_after_the_process_group_is_gone_refuses_instead_of_writing_one_rank(
+    tmp_path: Path,
+) -> None:
+    mp.start_processes(
+        destroyed_group_worker,
+        args=(free_port(), str(tmp_path)),
+        nprocs=WORLD,
+        join=True,
+        start_method="spawn",
+    )
+    for rank in range(WORLD):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        kind, message = result["error"]
+        assert kind == "RuntimeError" and "before destroy_process_group()" in message
+        assert result["kept"] == 1
+    assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["G"].values == [1.5]

@@ -170,3 +170,78 @@ def test_one_loss_from_two_threads_records_every_call_once(tmp_path: Path) -> No
     series = read_log(tmp_path / LOG_FILENAME).losses["a"]
     assert list(series.steps) == list(range(2 * num_calls))
     assert sorted(series.values) == [1.0] * num_calls + [2.0] * num_calls
+
+
+def test_checkpoints_taken_on_another_thread_lose_no_value(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path, history_buffer_size=100_000)
+    lm.register_loss_fn("a", lambda x, y: (y - x).mean())
+    num_calls = 6000
+    done = threading.Event()
+
+    def checkpoints() -> None:
+        while not done.is_set():
+            lm.state_dict()
+
+    saver = threading.Thread(target=checkpoints)
+    saver.start()
+    zeros = torch.zeros(1)
+    try:
+        for i in range(num_calls):
+            lm.compute_loss_xy("a", zeros, torch.full((1,), float(i)))
+    finally:
+        done.set()
+        saver.join()
+    lm.close()
+    series = read_log(tmp_path / LOG_FILENAME).losses["a"]
+    assert list(series.values) == [float(i) for i in range(num_calls)]
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    from nectarloss import LossManager, LogInUseError
+    lm = LossManager(sys.argv[1], history_buffer_size=4)
+    lm.register_loss_fn("a", lambda x, y: (x - y).mean())
+    for i in range(3):
+        lm.compute_loss_xy("a", torch.full((1,), float(i)), torch.zeros(1))
+    pid = os.fork()
+    if pid == 0:  # a forked worker: it computes with the inherited manager, then exits
+        try:
+            for i in range(3):
+                lm.compute_loss_xy("a", torch.full((1,), 99.0), torch.zeros(1))
+        except LogInUseError as exc:
+            print("child refused:", exc, flush=True)
+        sys.exit(0)  # its exit flushes nothing of the parent's
+    os.waitpid(pid, 0)
+    for i in range(3, 6):
+        lm.compute_loss_xy("a", torch.full((1,), float(i)), torch.zeros(1))
+    lm.close()
+    """
+)
+
+
+def test_a_forked_child_never_writes_the_parents_log(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "child refused:" in out and "is a fork of it" in out
+    series = read_log(tmp_path / LOG_FILENAME).losses["a"]
+    assert list(series.steps) == list(range(6))
+    assert list(series.values) == [float(i) for i in range(6)]
+
+
+def test_a_closed_manager_cannot_write_over_a_run_that_took_the_log(tmp_path: Path) -> None:
+    old = build(tmp_path)
+    run_steps(old, 3)
+    old.close()
+    new = build(tmp_path, overwrite=True)  # same byte length, another run
+    run_steps(new, 3)
+    new.close()
+    run_steps(old, 1)
+    with pytest.raises(LogInUseError, match="another run took it over"):
+        old.update_loss_log()
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0, 1, 2]

@@ -213,3 +213,32 @@ def test_out_of_memory_inside_a_loss_stays_an_oom(tmp_path: Path) -> None:
     lm.compute_loss_xy("ok", torch.ones(3), torch.zeros(3))  # retry logic goes on
     lm.close()
     assert list(read_log(tmp_path / LOG_FILENAME).losses["ok"].steps) == [0]
+
+
+def test_numpy_epochs_are_accepted_and_huge_ints_refused_clearly(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    lm = build(tmp_path)
+    lm.compute_loss_xy("a", torch.ones(3), torch.zeros(3), epoch=np.int64(3))
+    lm.compute_loss_xy("a", torch.ones(3), torch.zeros(3), epoch=np.float32(3.5))
+    with pytest.raises(ValueError, match="`epoch` expected a finite number >= 0"):
+        lm.compute_loss_xy("a", torch.ones(3), torch.zeros(3), epoch=10**400)
+    curve = Schedule(end_epoch=4, initial_value=2.0)
+    weights = lm.get_registered_losses(strip=False)["a"].history.weights
+    assert weights == [curve.value(3), curve.value(3.5)]
+
+
+def test_custom_step_curve_logs_the_weights_it_applied(tmp_path: Path) -> None:
+    state = {"w": 1.0}
+
+    def curve(schedule: Schedule, t: float) -> float:
+        state["w"] += 1.0  # a curve with state of its own
+        return state["w"]
+
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("a", nn.L1Loss(), schedule=Schedule(schedule=curve, unit="step"))
+    applied = []
+    for _ in range(4):
+        out = lm.compute_loss_xy("a", torch.ones(3), torch.zeros(3))
+        applied.append(float(out))
+    lm.close()
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].weights) == applied
