@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ExistingLogError",
+    "LogFormatError",
     "LogInUseError",
     "LogWriteError",
     "NonFiniteLossError",
@@ -15,6 +16,10 @@ __all__ = [
 
 class LogWriteError(OSError):
     """A flush could not write the log. The buffered values are kept for the next flush."""
+
+
+class LogFormatError(ValueError):
+    """A loss log that cannot be read: not ours, or corrupt before its last line."""
 
 
 class LogInUseError(RuntimeError):

@@ -1,0 +1,41 @@
+"""The JSON Lines loss log: writer, reader and NectarGAN export.
+
+``<experiment_dir>/loss_log.jsonl`` holds one JSON object per line, written with orjson
+and only ever appended to:
+
+* line 1, ``{"kind": "header", "format": "nectarloss.loss_log", "version": 1,
+  "created": ISO time, "losses": {name: {"tags": [...], "weight": w, "schedule": ...}}}``
+* ``{"kind": "register", "losses": {...}}`` for losses registered after the header,
+* ``{"kind": "chunk", "loss": name, "steps": [...], "values": [...], "weights": [...]}``,
+  one per loss per flush: raw (unweighted) values and the weight applied at each step.
+
+:func:`read_log` joins the chunks of every loss in order and ignores a truncated last
+line (a crash in the middle of a write).
+"""
+
+from nectarloss.errors import LogFormatError
+from nectarloss.log.export import export_nectargan
+from nectarloss.log.format import (
+    LOG_FILENAME,
+    LOG_FORMAT,
+    LOG_VERSION,
+    encode_nonfinite,
+    header_line,
+)
+from nectarloss.log.reader import LossLog, LossSeries, read_log, summarize_log
+from nectarloss.log.writer import LossLogWriter
+
+__all__ = [
+    "LOG_FILENAME",
+    "LOG_FORMAT",
+    "LOG_VERSION",
+    "LogFormatError",
+    "LossLog",
+    "LossLogWriter",
+    "LossSeries",
+    "encode_nonfinite",
+    "export_nectargan",
+    "header_line",
+    "read_log",
+    "summarize_log",
+]
