@@ -11,11 +11,9 @@ and nothing is read back until a flush or a query.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,28 +30,22 @@ from nectarloss.console import (
     render_text,
     summary_table,
 )
-from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank, world_size
+from nectarloss.distributed import is_distributed
 from nectarloss.errors import (
-    LogWriteError,
     NonFiniteLossError,
-    NonFiniteLossWarning,
     UnknownLossError,
 )
 from nectarloss.log import (
-    LOG_FILENAME,
-    LossLogWriter,
-    encode_nonfinite,
-    export_nectargan,
-    header_line,
     read_log,
     summarize_log,
 )
 from nectarloss.losses import find_loss_entry
 from nectarloss.modifiers.base import Modifier
 from nectarloss.records import LMHistory, LMLoss, check_weight
+from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
-from nectarloss.shutdown import flushing, track
-from nectarloss.transfer import pending_to_host, values_to_host
+from nectarloss.shutdown import track
+from nectarloss.transfer import values_to_host
 from nectarloss.validation import (
     check_epoch,
     check_name,
@@ -61,8 +53,6 @@ from nectarloss.validation import (
 )
 
 __all__ = ["LossManager"]
-
-NonFinitePolicy = Literal["warn", "raise", "ignore"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
 
@@ -156,15 +146,14 @@ class LossManager:
             raise ValueError(
                 f"LossManager: `nonfinite` expected 'warn', 'raise' or 'ignore', got {nonfinite!r}."
             )
+        self._nonfinite: NonFinitePolicy = nonfinite
         if nonfinite_check not in ("flush", "step"):
             raise ValueError(
                 "LossManager: `nonfinite_check` expected 'flush' or 'step', "
                 f"got {nonfinite_check!r}."
             )
-        self.nonfinite = nonfinite
         self.check_every_step = nonfinite_check == "step"
         self.check_timesteps = bool(check_timesteps)
-        self._nonfinite_counts: dict[str, int] = {}
         if isinstance(history_buffer_size, bool) or not isinstance(history_buffer_size, int):
             raise TypeError(
                 "LossManager: `history_buffer_size` expected an int, got "
@@ -183,8 +172,13 @@ class LossManager:
         self.device = torch.device(device) if device is not None else None
         self.enable_logging = bool(enable_logging)
         self.history_buffer_size = history_buffer_size if self.enable_logging else 1
+        #: Serialises each call's bookkeeping and each flush (re-entrant, so a signal
+        #: handler that flushes inside a flush on the same thread does not deadlock).
+        self._lock = threading.RLock()
+        self._losses: dict[str, LMLoss] = {}
+        self._epoch: int | float = 0
         self.experiment_dir: Path | None = None
-        self._writer: LossLogWriter | None = None
+        self._log: RunLog | None = None
         if self.enable_logging:
             if experiment_dir is None:
                 raise ValueError(
@@ -192,57 +186,22 @@ class LossManager:
                     "enable_logging=True, got None (pass enable_logging=False to keep no log)."
                 )
             self.experiment_dir = Path(experiment_dir)
-            if self.experiment_dir.exists() and not self.experiment_dir.is_dir():
-                raise NotADirectoryError(
-                    f"LossManager: `experiment_dir` expected a directory, got the file "
-                    f"{str(self.experiment_dir)!r}."
-                )
-            try:
-                self.experiment_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LogWriteError(
-                    f"LossManager: `experiment_dir` {str(self.experiment_dir)!r} could not be "
-                    f"created ({exc})."
-                ) from exc
-            if is_main_rank():  # under DDP only rank 0 writes; the others still flush
-                mode: Literal["new", "resume", "overwrite"] = (
-                    "resume" if resume else ("overwrite" if overwrite else "new")
-                )
-                self._writer = LossLogWriter(
-                    self.experiment_dir / LOG_FILENAME, fsync=fsync, mode=mode
-                )
+            mode: Literal["new", "resume", "overwrite"] = (
+                "resume" if resume else ("overwrite" if overwrite else "new")
+            )
+            self._log = RunLog(self.experiment_dir, self._lock, fsync, nonfinite, mode)
             track(self)
-        self._losses: dict[str, LMLoss] = {}
-        self._logged_names: set[str] = set()
-        #: Per loss, the step after the last one in the log being resumed.
-        self._resumed_steps: dict[str, int] = {}
-        log_path = None if self.experiment_dir is None else self.experiment_dir / LOG_FILENAME
-        if resume and log_path is not None and log_path.exists() and log_path.stat().st_size:
-            self._continue_log(log_path)  # every rank reads it, so step numbers agree
-        self._epoch: int | float = 0
-        #: Serialises each call's bookkeeping and each flush (re-entrant, so a signal
-        #: handler that flushes inside a flush on the same thread does not deadlock).
-        self._lock = threading.RLock()
-        self._flushing = False
-        #: The most ranks this manager has flushed with (a flush after the group is gone
-        #: must not write one rank's values as if they were the merged ones).
-        self._num_ranks = world_size()
 
-    def _continue_log(self, path: Path) -> None:
-        """Continue the step numbering of every loss in the log being resumed."""
-        log = read_log(path)
-        self._logged_names = set(log.info)
-        self._resumed_steps = {
-            name: int(series.steps[-1]) + 1
-            for name, series in log.losses.items()
-            if len(series.steps)
-        }
+    @property
+    def nonfinite(self) -> NonFinitePolicy:
+        """What a flush does with NaN/Inf values: ``"warn"``, ``"raise"`` or ``"ignore"``."""
+        return self._nonfinite
 
     # ------------------------------------------------------------------ registration
     @property
     def log_path(self) -> Path | None:
         """Path of the JSON Lines log, or ``None`` when logging is off."""
-        return None if self._writer is None else self._writer.path
+        return None if self._log is None else self._log.path
 
     def register_loss_fn(
         self,
@@ -329,7 +288,7 @@ class LossManager:
             device=self.device,
             weight_of_step=partial(entry.weight_at, 0) if by_step else None,
         )
-        next_step = self._resumed_steps.get(entry.name)
+        next_step = None if self._log is None else self._log.resumed_steps.get(entry.name)
         if next_step is not None:
             entry.num_steps = entry.history.first_step = next_step
         self._losses[entry.name] = entry
@@ -464,38 +423,14 @@ class LossManager:
             keep_history=self.enable_logging,
             check_context=self.check_timesteps,
         )
-        if self.enable_logging and entry.history.flush_due:
-            self._flush_full(entry, step)
+        if self._log is not None and entry.history.flush_due:
+            self._log.flush_full(entry, step, list(self._losses.values()))
         if self.check_every_step and not bool(torch.isfinite(raw).all()):
             raise NonFiniteLossError(
                 f"{entry.name}: loss is {float(raw)} at step {step} (epoch {self._epoch}); "
                 "the value is recorded and will be logged."
             )
         return weighted
-
-    def _flush_full(self, entry: LMLoss, step: int) -> None:
-        """The automatic flush of a full buffer; the current call's value is already in it."""
-        if is_distributed():  # a flush is a collective: never start one inside compute_loss
-            entry.history.postpone_flush()
-            return
-        steps = entry.history.steps
-        try:
-            self._flush([entry])
-        except LogWriteError as exc:
-            entry.history.postpone_flush()
-            raise LogWriteError(
-                f"{entry.name}: the automatic flush of its full buffer (steps "
-                f"{steps.start}-{steps.stop - 1}) failed; every value, including this "
-                f"call's (step {step}), is kept and the flush is retried "
-                f"{entry.history.capacity} values later or at the next update_loss_log(). "
-                f"Cause: {exc}"
-            ) from exc
-        except NonFiniteLossError as exc:
-            raise NonFiniteLossError(
-                f"{entry.name}: the automatic flush of its full buffer (steps "
-                f"{steps.start}-{steps.stop - 1}, written) found earlier non-finite values; "
-                f"this call (step {step}) is recorded. {exc}"
-            ) from exc
 
     def compute_loss_xy(
         self, loss_name: str, x: Tensor, y: Tensor, epoch: int | None = None, **context: Any
@@ -602,127 +537,14 @@ class LossManager:
 
     # ------------------------------------------------------------------ log
     def _flush(self, entries: Sequence[LMLoss]) -> int:
-        """Write the buffered values of ``entries``; returns how many were written.
-
-        Flushes are serialised with the per-step bookkeeping (the manager's lock). A
-        flush re-entered on its own thread (a signal handler calling :meth:`close`
-        in the middle of one) does nothing, so no chunk is written twice.
-        """
-        with self._lock, flushing():
-            if self._flushing:
-                return 0
-            self._flushing = True
-            try:
-                return self._write_pending(entries)
-            finally:
-                self._flushing = False
-
-    def _write_pending(self, entries: Sequence[LMLoss]) -> int:
-        if not self.enable_logging:
+        if self._log is None:
             return 0
-        across_ranks = is_distributed()
-        if across_ranks:
-            self._num_ranks = max(self._num_ranks, world_size())
-        elif self._num_ranks > 1:
-            raise RuntimeError(
-                f"LossManager: this manager ran under torch.distributed with "
-                f"{self._num_ranks} ranks, but the process group is gone, so the ranks' "
-                "values cannot be merged; flush (update_loss_log() or close()) on every rank "
-                "before destroy_process_group(). The buffered values are kept."
-            )
-        if across_ranks:  # the one collective: every rank merges its whole registry
-            entries = list(self._losses.values())
-        elif not any(e.history.count for e in entries):
-            return 0
-        chunks = pending_to_host(
-            [e.name for e in entries],
-            [e.history.values_tensor() for e in entries],
-            [e.history.weights for e in entries],
-            [e.history.first_step for e in entries],
-            across_ranks=across_ranks,
-        )
-        pending = [(e, chunk) for e, chunk in zip(entries, chunks, strict=True) if chunk.steps]
-        if not pending:
-            return 0
-        lines: list[dict[str, Any]] = []
-        bad_steps: dict[str, list[int]] = {}
-        for e, chunk in pending:
-            bad = [i for i, v in enumerate(chunk.values) if not math.isfinite(v)]
-            if bad:
-                bad_steps[e.name] = [chunk.steps[i] for i in bad]
-            lines.append(
-                {
-                    "kind": "chunk",
-                    "loss": e.name,
-                    "steps": list(chunk.steps),
-                    "values": encode_nonfinite(chunk.values, bad) if bad else chunk.values,
-                    "weights": chunk.weights,
-                }
-            )
-        writer = self._writer  # None on ranks other than 0 under DDP: they merge, not write
-        new = [e for e in self._losses.values() if e.name not in self._logged_names]
-        if writer is not None:
-            try:
-                if new:
-                    described = {e.name: self._describe(e) for e in new}
-                    if writer.has_header:
-                        lines.insert(0, {"kind": "register", "losses": described})
-                    else:
-                        lines.insert(0, header_line(described))
-                writer.append(lines)
-            except Exception as exc:
-                if across_ranks:
-                    any_rank_failed(True)  # so the other ranks keep their values too
-                if not isinstance(exc, OSError):
-                    raise
-                raise LogWriteError(
-                    f"LossManager: could not write {writer.path} ({exc}); the buffered "
-                    "values are kept and will be written by the next flush."
-                ) from exc
-        if across_ranks and any_rank_failed(False):  # every rank keeps what rank 0 kept
-            raise LogWriteError(
-                "LossManager: rank 0 could not write the log; the buffered values are kept "
-                "on every rank and will be written by the next flush."
-            )
-        if writer is not None:
-            self._logged_names.update(e.name for e in new)
-        count = 0
-        for e, chunk in pending:
-            count += len(chunk.steps)
-            e.history.clear()
-            if across_ranks:  # ranks that did not compute a loss go on from its last step
-                e.num_steps = e.history.first_step = chunk.steps.stop
-        if bad_steps:
-            self._report_nonfinite(bad_steps)
-        return count
-
-    def _report_nonfinite(self, bad_steps: dict[str, list[int]]) -> None:
-        for name, steps in bad_steps.items():
-            self._nonfinite_counts[name] = self._nonfinite_counts.get(name, 0) + len(steps)
-        if self.nonfinite == "ignore":
-            return
-        shown = "; ".join(
-            f"{name} at step(s) {steps[:10]}" + (" ..." if len(steps) > 10 else "")
-            for name, steps in bad_steps.items()
-        )
-        message = f"LossManager: non-finite loss values (NaN/Inf), logged as such: {shown}."
-        if self.nonfinite == "raise":
-            raise NonFiniteLossError(message)
-        warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+        return self._log.flush(entries, list(self._losses.values()))
 
     def get_nonfinite_counts(self) -> dict[str, int]:
         """Number of NaN/Inf values each loss has produced, as found by flushes so far."""
-        return {name: self._nonfinite_counts.get(name, 0) for name in self._losses}
-
-    @staticmethod
-    def _describe(entry: LMLoss) -> dict[str, Any]:
-        schedule = entry.schedule
-        return {
-            "tags": list(entry.tags),
-            "weight": entry.loss_weight,
-            "schedule": None if schedule is None or schedule.is_custom else schedule.to_dict(),
-            "modifiers": [type(m).__name__ for m in entry.modifiers],
-        }
+        counts = {} if self._log is None else self._log.nonfinite_counts
+        return {name: counts.get(name, 0) for name in self._losses}
 
     def update_loss_log(self, silent: bool = True, capture: bool = False) -> str | None:
         """Flush every loss's buffered values to the log (one device-to-host copy).
@@ -762,19 +584,13 @@ class LossManager:
         Returns:
             The path written.
         """
-        if not self.enable_logging or self.experiment_dir is None:
+        if self._log is None or self.experiment_dir is None:
             raise RuntimeError(
                 "LossManager: export_base_log needs enable_logging=True and an experiment_dir."
             )
         self._flush(list(self._losses.values()))
         out = Path(path) if path is not None else self.experiment_dir / "loss_log.json"
-        writer = self._writer
-        if writer is None:  # a rank other than 0: rank 0 writes the export
-            return out
-        if not writer.path.exists() or writer.size == 0:
-            writer.append([header_line({e.name: self._describe(e) for e in self._losses.values()})])
-            self._logged_names.update(self._losses)
-        return export_nectargan(writer.path, out)
+        return self._log.export_nectargan(out, list(self._losses.values()))
 
     def get_confidences(self, loss_name: str) -> Tensor:
         """Per-sample confidences (sigma*) of the latest batch from a loss's SuperLoss.
@@ -794,11 +610,10 @@ class LossManager:
         latest values only. Prints it with rich, or returns it as plain text with
         ``capture=True``.
         """
-        if self.enable_logging:
-            self.update_loss_log()
-        if self._writer is not None:
-            path = self._writer.path
-            stats = summarize_log(read_log(path)) if path.exists() and path.stat().st_size else {}
+        self.update_loss_log()
+        writer = None if self._log is None else self._log.writer
+        if writer is not None:
+            stats = summarize_log(read_log(writer.path)) if writer.size else {}
         else:
             values = self.get_loss_values(precision=12)
             stats = {
@@ -860,17 +675,12 @@ class LossManager:
         Taking it copies each unflushed buffer to the host once.
         """
         with self._lock:  # no call or flush changes the buffers while they are copied
-            writer = self._writer
-            header = writer.header() if writer is not None else None
-            log = None
-            if writer is not None:
-                created = None if header is None else header["created"]
-                log = {"bytes": writer.size, "created": created}
+            log = self._log
             return {
                 "version": self.STATE_VERSION,
                 "epoch": self._epoch,
-                "logged_names": sorted(self._logged_names),
-                "log": log,
+                "logged_names": [] if log is None else sorted(log.logged_names),
+                "log": None if log is None else log.state(),
                 "losses": {name: e.state_dict() for name, e in self._losses.items()},
             }
 
@@ -903,8 +713,8 @@ class LossManager:
                     entry.load_state_dict(backup["losses"][name])
             raise
         self._epoch = state["epoch"]
-        self._logged_names = set(state["logged_names"])
-        self._rewind_log(state.get("log"))
+        if self._log is not None:
+            self._log.rewind(state.get("log"), state["logged_names"])
 
     def _check_state(self, state: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` unless ``state`` can be loaded into this manager."""
@@ -935,44 +745,8 @@ class LossManager:
             raise ValueError(f"{owner} `logged_names` expected a list of str, got {names!r:.60}.")
         for name, entry in self._losses.items():
             entry.check_state(losses[name])
-        self._check_log_offset(state.get("log"))
-
-    def _check_log_offset(self, saved: object) -> None:
-        writer = self._writer
-        if writer is None or saved is None:
-            return
-        owner = "LossManager: state dict `log`"
-        if not isinstance(saved, Mapping):
-            raise ValueError(f"{owner} expected a mapping, got {type(saved).__name__}.")
-        offset = saved.get("bytes")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"{owner} `bytes` expected an int >= 0, got {offset!r}.")
-        header = writer.header()
-        if offset == 0 or header is None:
-            return  # a fresh log: the next flush writes a header
-        if header.get("created") != saved.get("created") or writer.size < offset:
-            raise ValueError(
-                f"LossManager: {writer.path} is not the log this checkpoint was written "
-                "with (its header or length differs); resume in the original experiment_dir "
-                "or in a new, empty one."
-            )
-        if not writer.ends_a_line(offset):
-            raise ValueError(
-                f"{owner} `bytes` = {offset} does not end a line of {writer.path}; the "
-                "checkpoint does not belong to this log."
-            )
-
-    def _rewind_log(self, saved: Mapping[str, Any] | None) -> None:
-        """Cut the log back to the checked checkpoint offset (see :meth:`_check_log_offset`)."""
-        writer = self._writer
-        if writer is None or saved is None:
-            return
-        if saved["bytes"] == 0 or writer.header() is None:
-            if writer.size:
-                writer.truncate(0)
-            self._logged_names = set()  # a fresh log: the next flush writes a header
-        elif writer.size > saved["bytes"]:
-            writer.truncate(saved["bytes"])
+        if self._log is not None:
+            self._log.check_position(state.get("log"))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -984,8 +758,8 @@ class LossManager:
         with the unwritten values.
         """
         self._flush(list(self._losses.values()))
-        if self._writer is not None:
-            self._writer.close()
+        if self._log is not None:
+            self._log.release()
 
     def __enter__(self) -> LossManager:
         return self

@@ -78,6 +78,16 @@ class LMLoss:
             raise TypeError(f"{self.name}: {exc}") from exc
         return check_weight(self.name, value, f"schedule value at {schedule.unit} {t}")
 
+    def describe(self) -> dict[str, Any]:
+        """How the log's header describes this loss: tags, weight, schedule, modifiers."""
+        schedule = self.schedule
+        return {
+            "tags": list(self.tags),
+            "weight": self.loss_weight,
+            "schedule": None if schedule is None or schedule.is_custom else schedule.to_dict(),
+            "modifiers": [type(m).__name__ for m in self.modifiers],
+        }
+
     @property
     def current_weight(self) -> float:
         """The weight applied at the latest call; before the first, the weight at time 0.

@@ -276,7 +276,7 @@ def scenario_write_failure(rank: int, exp: Path) -> dict[str, Any]:
     lm.compute_loss_xy("a", *ones(rank + 1))
     lm.update_loss_log()  # writes the header
     lm.compute_loss_xy("a", *ones(rank + 3))
-    writer = lm._writer
+    writer = None if lm._log is None else lm._log.writer
     if writer is not None:
         real_append = writer.append
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,8 +12,10 @@ __all__ = [
     "LOG_FORMAT",
     "LOG_VERSION",
     "NONFINITE_NAMES",
+    "chunk_line",
     "encode_nonfinite",
     "header_line",
+    "nonfinite_indices",
 ]
 
 LOG_FORMAT = "nectarloss.loss_log"
@@ -39,4 +42,26 @@ def header_line(losses: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "version": LOG_VERSION,
         "created": datetime.now(timezone.utc).isoformat(),
         "losses": losses,
+    }
+
+
+def nonfinite_indices(values: Sequence[float]) -> list[int]:
+    """Indices of the NaN/Inf values (host floats)."""
+    return [i for i, v in enumerate(values) if not math.isfinite(v)]
+
+
+def chunk_line(
+    name: str,
+    steps: Sequence[int],
+    values: list[float],
+    weights: list[float],
+    nonfinite: list[int],
+) -> dict[str, Any]:
+    """One flushed chunk of one loss; ``nonfinite`` indexes the NaN/Inf ``values``."""
+    return {
+        "kind": "chunk",
+        "loss": name,
+        "steps": list(steps),
+        "values": encode_nonfinite(values, nonfinite) if nonfinite else values,
+        "weights": weights,
     }

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 
 from nectarloss.errors import ExistingLogError, LogFormatError, LogInUseError
-from nectarloss.log.format import LOG_FORMAT
+from nectarloss.log.format import LOG_FORMAT, header_line
 
 __all__ = ["LossLogWriter"]
 
@@ -255,6 +255,28 @@ class LossLogWriter:
                 self._has_header = True
                 self._known_created = line.get("created")
         return len(payload)
+
+    def append_flush(
+        self, chunks: list[dict[str, Any]], new_losses: dict[str, dict[str, Any]]
+    ) -> int:
+        """Append one flush: a description of new losses, then the ``chunks``.
+
+        New losses get the header line (on the first flush) or a ``register`` line;
+        ``chunks`` are built with :func:`~nectarloss.log.format.chunk_line`.
+
+        Returns:
+            The number of bytes written.
+
+        Raises:
+            OSError: The write failed; the file is left exactly as it was.
+        """
+        lines = list(chunks)
+        if new_losses:
+            if self.has_header:
+                lines.insert(0, {"kind": "register", "losses": new_losses})
+            else:
+                lines.insert(0, header_line(new_losses))
+        return self.append(lines) if lines else 0
 
     def _cut(self, fd: int, size: int) -> None:
         """Remove a partial append; if even that fails, the next append cuts first."""
