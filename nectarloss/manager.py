@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -39,9 +38,8 @@ from nectarloss.log import (
     read_log,
     summarize_log,
 )
-from nectarloss.losses import find_loss_entry
 from nectarloss.modifiers.base import Modifier
-from nectarloss.records import LMHistory, LMLoss, check_weight
+from nectarloss.records import LMHistory, LMLoss
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import track
@@ -242,55 +240,14 @@ class LossManager:
         return entry
 
     def _validated(self, entry: LMLoss) -> LMLoss:
-        name = check_name(entry.name)
-        if name in self._losses:
-            raise ValueError(f"LossManager: a loss named {name!r} is already registered.")
-        if not callable(entry.function):
-            raise TypeError(
-                f"{name}: `loss_fn` expected a callable (an nn.Module), "
-                f"got {type(entry.function).__name__}."
-            )
-        entry.loss_weight = check_weight(name, entry.loss_weight)
-        if entry.schedule is not None and not isinstance(entry.schedule, Schedule):
-            raise TypeError(
-                f"{name}: `schedule` expected a Schedule or None, "
-                f"got {type(entry.schedule).__name__}."
-            )
-        entry.tags = check_tags(name, entry.tags)
-        for m in entry.modifiers:
-            if not isinstance(m, Modifier):
-                raise TypeError(
-                    f"{name}: `modifiers` expected nectarloss modifiers, got {type(m).__name__}."
-                )
-        reduction = getattr(entry.function, "reduction", "none")
-        if entry.modifiers and reduction != "none":
-            raise ValueError(
-                f"{name}: modifiers need a per-sample loss, but the loss function reduces with "
-                f"reduction={reduction!r}; construct it with reduction='none'."
-            )
-        if isinstance(entry.function, nn.Module):
-            entry.catalog_entry = find_loss_entry(entry.function)
-        return entry
+        if entry.name in self._losses:
+            raise ValueError(f"LossManager: a loss named {entry.name!r} is already registered.")
+        return entry.validated()
 
     def _register(self, entry: LMLoss) -> None:
         self._validated(entry)
-        if self.device is not None:
-            if isinstance(entry.function, nn.Module):
-                entry.function.to(self.device)
-            for m in entry.modifiers:
-                m.to(self.device)
-        schedule = entry.schedule
-        # A built-in step curve's weights are recomputed when read (nothing stored per
-        # step); a custom callable may hold state of its own, so its weights are stored.
-        by_step = schedule is not None and schedule.unit == "step" and not schedule.is_custom
-        entry.history = LMHistory(
-            self.history_buffer_size,
-            device=self.device,
-            weight_of_step=partial(entry.weight_at, 0) if by_step else None,
-        )
         next_step = None if self._log is None else self._log.resumed_steps.get(entry.name)
-        if next_step is not None:
-            entry.num_steps = entry.history.first_step = next_step
+        entry.prepare(self.history_buffer_size, self.device, first_step=next_step or 0)
         self._losses[entry.name] = entry
 
     def init_from_spec(

@@ -11,16 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from nectarloss.history import LMHistory
-from nectarloss.losses import LossEntry
+from nectarloss.losses import LossEntry, find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
 from nectarloss.schedules import Schedule
-from nectarloss.validation import add_note, check_inputs, check_weight, shape_of
+from nectarloss.validation import (
+    add_note,
+    check_inputs,
+    check_name,
+    check_tags,
+    check_weight,
+    shape_of,
+)
 
 __all__ = ["LMHistory", "LMLoss", "check_weight"]
 
@@ -77,6 +85,69 @@ class LMLoss:
         except TypeError as exc:  # a custom curve returned a non-number
             raise TypeError(f"{self.name}: {exc}") from exc
         return check_weight(self.name, value, f"schedule value at {schedule.unit} {t}")
+
+    def validated(self) -> LMLoss:
+        """Check the fields (raising a clear error naming the loss) and return ``self``.
+
+        Also looks the function up in the loss catalog, so calls can check their inputs.
+
+        Raises:
+            ValueError: A bad name or weight, or modifiers on a reducing loss.
+            TypeError: A field of the wrong type.
+        """
+        name = check_name(self.name)
+        if not callable(self.function):
+            raise TypeError(
+                f"{name}: `loss_fn` expected a callable (an nn.Module), "
+                f"got {type(self.function).__name__}."
+            )
+        self.loss_weight = check_weight(name, self.loss_weight)
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise TypeError(
+                f"{name}: `schedule` expected a Schedule or None, "
+                f"got {type(self.schedule).__name__}."
+            )
+        self.tags = check_tags(name, self.tags)
+        for m in self.modifiers:
+            if not isinstance(m, Modifier):
+                raise TypeError(
+                    f"{name}: `modifiers` expected nectarloss modifiers, got {type(m).__name__}."
+                )
+        reduction = getattr(self.function, "reduction", "none")
+        if self.modifiers and reduction != "none":
+            raise ValueError(
+                f"{name}: modifiers need a per-sample loss, but the loss function reduces with "
+                f"reduction={reduction!r}; construct it with reduction='none'."
+            )
+        if isinstance(self.function, torch.nn.Module):
+            self.catalog_entry = find_loss_entry(self.function)
+        return self
+
+    def prepare(
+        self, history_size: int, device: torch.device | None, first_step: int = 0
+    ) -> None:
+        """Move the module and modifiers to ``device`` and allocate the history.
+
+        Args:
+            history_size: Values buffered before a flush is due.
+            device: Where the module, modifiers and buffer go (``None``: where they are).
+            first_step: The step the next call gets (a resumed log's next step).
+        """
+        if device is not None:
+            if isinstance(self.function, torch.nn.Module):
+                self.function.to(device)
+            for m in self.modifiers:
+                m.to(device)
+        schedule = self.schedule
+        # A built-in step curve's weights are recomputed when read (nothing stored per
+        # step); a custom callable may hold state of its own, so its weights are stored.
+        by_step = schedule is not None and schedule.unit == "step" and not schedule.is_custom
+        self.history = LMHistory(
+            history_size,
+            device=device,
+            weight_of_step=partial(self.weight_at, 0) if by_step else None,
+        )
+        self.num_steps = self.history.first_step = first_step
 
     def describe(self) -> dict[str, Any]:
         """How the log's header describes this loss: tags, weight, schedule, modifiers."""
