@@ -16,6 +16,16 @@ from nectarloss.errors import (
 from nectarloss.log import LossLog, LossSeries, export_nectargan, read_log, summarize_log
 from nectarloss.losses import register_loss
 from nectarloss.manager import LossManager
+from nectarloss.modifiers import (
+    P2,
+    DebiasedEstimation,
+    LossContext,
+    MinSNR,
+    Modifier,
+    Sangoi,
+    SuperLoss,
+)
+from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import flush_on_sigterm
@@ -25,19 +35,27 @@ from nectarloss.testing import SyncCounter
 __version__ = "0.1.0"
 
 __all__ = [
+    "DebiasedEstimation",
     "ExistingLogError",
     "LMHistory",
     "LMLoss",
     "LogInUseError",
     "LogWriteError",
+    "LossContext",
     "LossLog",
     "LossManager",
     "LossSeries",
+    "MinSNR",
+    "Modifier",
+    "NoiseSchedule",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
+    "P2",
     "RankMismatchError",
+    "Sangoi",
     "Schedule",
     "SpecError",
+    "SuperLoss",
     "SyncCounter",
     "UnknownLossError",
     "__version__",
