@@ -45,6 +45,8 @@ from nectarloss.schedules import Schedule
 from nectarloss.shutdown import track
 from nectarloss.transfer import values_to_host
 from nectarloss.validation import (
+    check_choice,
+    check_count,
     check_epoch,
     check_name,
     check_tags,
@@ -140,33 +142,13 @@ class LossManager:
             raise ValueError(
                 "LossManager: `resume` and `overwrite` exclude each other; pass at most one."
             )
-        if nonfinite not in ("warn", "raise", "ignore"):
-            raise ValueError(
-                f"LossManager: `nonfinite` expected 'warn', 'raise' or 'ignore', got {nonfinite!r}."
-            )
-        self._nonfinite: NonFinitePolicy = nonfinite
-        if nonfinite_check not in ("flush", "step"):
-            raise ValueError(
-                "LossManager: `nonfinite_check` expected 'flush' or 'step', "
-                f"got {nonfinite_check!r}."
-            )
+        self._nonfinite = check_choice("nonfinite", nonfinite, ("warn", "raise", "ignore"))
+        check_choice("nonfinite_check", nonfinite_check, ("flush", "step"))
         self.check_every_step = nonfinite_check == "step"
         self.check_timesteps = bool(check_timesteps)
-        if isinstance(history_buffer_size, bool) or not isinstance(history_buffer_size, int):
-            raise TypeError(
-                "LossManager: `history_buffer_size` expected an int, got "
-                f"{type(history_buffer_size).__name__}."
-            )
-        if history_buffer_size < 1:
-            raise ValueError(
-                "LossManager: `history_buffer_size` expected an int >= 1, "
-                f"got {history_buffer_size}."
-            )
-        if history_buffer_size > LMHistory.MAX_CAPACITY:
-            raise ValueError(
-                f"LossManager: `history_buffer_size` expected at most {LMHistory.MAX_CAPACITY} "
-                f"values per loss, got {history_buffer_size}; flush more often instead."
-            )
+        history_buffer_size = check_count(
+            "LossManager", "history_buffer_size", history_buffer_size, LMHistory.MAX_CAPACITY
+        )
         self.device = torch.device(device) if device is not None else None
         self.enable_logging = bool(enable_logging)
         self.history_buffer_size = history_buffer_size if self.enable_logging else 1
@@ -194,6 +176,12 @@ class LossManager:
     def nonfinite(self) -> NonFinitePolicy:
         """What a flush does with NaN/Inf values: ``"warn"``, ``"raise"`` or ``"ignore"``."""
         return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, policy: NonFinitePolicy) -> None:
+        self._nonfinite = check_choice("nonfinite", policy, ("warn", "raise", "ignore"))
+        if self._log is not None:
+            self._log.nonfinite = self._nonfinite
 
     # ------------------------------------------------------------------ registration
     @property

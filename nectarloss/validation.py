@@ -6,14 +6,18 @@ import math
 import numbers
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import Tensor
 
 from nectarloss.losses import LossEntry
 
+T = TypeVar("T")
+
 __all__ = [
     "add_note",
+    "check_choice",
+    "check_count",
     "check_epoch",
     "check_inputs",
     "check_name",
@@ -60,6 +64,28 @@ def check_weight(owner: str, value: object, argument: str = "loss_weight") -> fl
     if not (weight >= 0.0 and math.isfinite(weight)):
         raise ValueError(f"{owner}: `{argument}` expected a finite float >= 0, got {weight}.")
     return weight
+
+
+def check_choice(argument: str, value: T, choices: tuple[T, ...], owner: str = "LossManager") -> T:
+    """Return ``value`` if it is one of ``choices``; else a ``ValueError`` listing them."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{owner}: `{argument}` expected {listed}, got {value!r}.")
+    return value
+
+
+def check_count(owner: str, argument: str, value: object, maximum: int) -> int:
+    """Return ``value`` if it is an int in ``[1, maximum]``; else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: `{argument}` expected an int, got {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"{owner}: `{argument}` expected an int >= 1, got {value}.")
+    if value > maximum:
+        raise ValueError(
+            f"{owner}: `{argument}` expected at most {maximum} values per loss, got {value}; "
+            "flush more often instead."
+        )
+    return value
 
 
 def check_epoch(owner: str, epoch: object) -> int | float:
