@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from nectarloss.checkpoint import STATE_VERSION, check_state, load_losses
 from nectarloss.console import (
     format_values,
     get_console,
@@ -609,7 +610,7 @@ class LossManager:
         return None
 
     # ------------------------------------------------------------------ checkpoints
-    STATE_VERSION = 1
+    STATE_VERSION = STATE_VERSION
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume a run.
@@ -647,51 +648,13 @@ class LossManager:
             self._load_checked(state)
 
     def _load_checked(self, state: Mapping[str, Any]) -> None:
-        self._check_state(state)
-        backup = self.state_dict() if self._losses else None
-        try:
-            for name, entry in self._losses.items():
-                entry.load_state_dict(state["losses"][name])
-        except BaseException:
-            if backup is not None:
-                for name, entry in self._losses.items():
-                    entry.load_state_dict(backup["losses"][name])
-            raise
+        check_state(state, self._losses)
+        if self._log is not None:
+            self._log.check_position(state.get("log"))
+        load_losses(self._losses, state["losses"])
         self._epoch = state["epoch"]
         if self._log is not None:
             self._log.rewind(state.get("log"), state["logged_names"])
-
-    def _check_state(self, state: Mapping[str, Any]) -> None:
-        """Raise ``ValueError`` unless ``state`` can be loaded into this manager."""
-        owner = "LossManager: state dict"
-        if not isinstance(state, Mapping):
-            raise TypeError(f"{owner} expected a mapping, got {type(state).__name__}.")
-        if state.get("version") != self.STATE_VERSION:
-            raise ValueError(
-                f"{owner} `version` expected {self.STATE_VERSION}, got {state.get('version')!r}."
-            )
-        losses = state.get("losses")
-        if not isinstance(losses, Mapping):
-            raise ValueError(f"{owner} `losses` expected a mapping, got {type(losses).__name__}.")
-        missing = sorted(set(self._losses) - set(losses))
-        unexpected = sorted(set(losses) - set(self._losses))
-        if missing or unexpected:
-            raise ValueError(
-                f"{owner}: losses differ from the registered ones; "
-                f"missing: {missing}, unexpected: {unexpected}."
-            )
-        epoch = state.get("epoch")
-        try:
-            check_epoch(owner, epoch)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
-        names = state.get("logged_names")
-        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"{owner} `logged_names` expected a list of str, got {names!r:.60}.")
-        for name, entry in self._losses.items():
-            entry.check_state(losses[name])
-        if self._log is not None:
-            self._log.check_position(state.get("log"))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
