@@ -94,23 +94,13 @@ class LossManager:
     short lock, so steps are numbered in the order calls finish and none is lost or
     written twice.
 
-    Under ``torch.distributed`` (DDP) every rank keeps its own buffers and queries are
-    local: ``if rank == 0: lm.print_losses()`` involves no other rank, and only
-    ``get_loss_values(sync=True)``, called on every rank, averages each loss over the
-    ranks that computed it. The flush is the one collective: call
-    :meth:`update_loss_log` (or :meth:`close`) on every rank at the same point, before
-    the process group is destroyed. Every rank must register the same losses in the
-    same order. The ranks agree on what each holds (two small ``all_gather`` calls),
-    then average each loss over the ranks that computed it (one ``all_reduce``), so a
-    loss computed on one rank only is logged as is; rank 0 writes the log, and one
-    more ``all_reduce`` shares whether it could. Ranks that computed a loss must hold
-    the same steps of it (same count, same first step); otherwise every rank raises
-    :class:`~nectarloss.RankMismatchError` and keeps its values, so a
-    flush after the ranks agree again loses nothing. After a flush every rank goes on
-    from each written loss's last step, including ranks that did not compute it. A
-    full buffer is never flushed inside ``compute_loss`` under DDP (that would be a
-    collective only some ranks may reach): it keeps growing (4 bytes a step) until
-    the next flush, so flush every epoch or every few thousand steps.
+    Under ``torch.distributed`` (DDP) queries are local (``get_loss_values(sync=True)``,
+    on every rank, averages over the ranks that computed each loss) and the flush is the
+    one collective: call :meth:`update_loss_log` or :meth:`close` on every rank, with the
+    same losses registered, before the process group is destroyed. Each loss is averaged
+    over the ranks that computed it and rank 0 writes; ranks holding different steps of
+    a loss all raise :class:`~nectarloss.RankMismatchError` and keep their values. A full
+    buffer is not flushed inside ``compute_loss`` under DDP; it grows until your flush.
 
     A logging manager is flushed by :meth:`close`, on ``with`` exit and at interpreter
     exit; on SIGTERM only if the application opts in with
