@@ -147,22 +147,13 @@ def schedule_runs(
     x = torch.randn(1, 1, 30, 30, device=device)
     y = torch.randn(1, 1, 30, 30, device=device)
     epochs = max(steps // steps_per_epoch, 1)
+    by_epoch = Schedule(
+        schedule="linear", start_epoch=0, end_epoch=epochs, initial_value=100.0, target_value=10.0
+    )
     cases = {
         "constant": None,
-        "epoch schedule": Schedule(
-            schedule="linear",
-            start_epoch=0,
-            end_epoch=epochs,
-            initial_value=100.0,
-            target_value=10.0,
-        ),
-        "every call": Schedule(
-            schedule="linear",
-            start_epoch=0,
-            end_epoch=epochs,
-            initial_value=100.0,
-            target_value=10.0,
-        ),
+        "epoch schedule": by_epoch,
+        "every call": by_epoch.model_copy(),  # fed fractional epochs below
         "step schedule": Schedule(
             schedule="linear",
             start_epoch=0,
