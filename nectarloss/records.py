@@ -86,6 +86,34 @@ class LMLoss:
             raise TypeError(f"{self.name}: {exc}") from exc
         return check_weight(self.name, value, f"schedule value at {schedule.unit} {t}")
 
+    @staticmethod
+    def from_spec_result(result: object, owner: str) -> list[LMLoss]:
+        """The entries of a spec function's result, checked to be ``{name: LMLoss(name)}``.
+
+        Raises:
+            TypeError: ``result`` is not a mapping, or an entry is not an ``LMLoss``.
+            ValueError: An entry's name differs from its key.
+        """
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"LossManager: spec {owner!r} expected to return dict[str, LMLoss], "
+                f"got {type(result).__name__}."
+            )
+        entries: list[LMLoss] = []
+        for key, entry in result.items():
+            if not isinstance(entry, LMLoss):
+                raise TypeError(
+                    f"LossManager: spec {owner!r} entry {key!r} expected an LMLoss, "
+                    f"got {type(entry).__name__}."
+                )
+            if entry.name != key:
+                raise ValueError(
+                    f"LossManager: spec {owner!r} entry {key!r} expected an LMLoss named "
+                    f"{key!r}, got {entry.name!r}."
+                )
+            entries.append(entry)
+        return entries
+
     def validated(self) -> LMLoss:
         """Check the fields (raising a clear error naming the loss) and return ``self``.
 
