@@ -14,14 +14,11 @@ from pathlib import Path
 import orjson
 
 from nectarloss import __version__
+from nectarloss.errors import CliError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["CliError", "build_parser", "main"]
 
 _log = logging.getLogger("nectarloss")
-
-
-class CliError(Exception):
-    """A user-facing error: printed on one line, exit code 2."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from nectarloss.validation import check_float
 
 __all__ = ["NoiseSchedule"]
 
@@ -76,14 +78,9 @@ def _check_num_steps(owner: str, num_steps: object) -> int:
 
 
 def _check_beta(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"{owner}: `{name}` expected a float in (0, 1), got {type(value).__name__} {value!r}."
-        )
-    result = float(value)
-    if not 0.0 < result < 1.0:
-        raise ValueError(f"{owner}: `{name}` expected a float in (0, 1), got {result!r}.")
-    return result
+    return check_float(
+        owner, name, value, "a float in (0, 1)", low=0.0, high=1.0, open_low=True, open_high=True
+    )
 
 
 def _check_beta_range(

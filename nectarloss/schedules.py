@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -29,7 +29,19 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CURVES", "Schedule", "ScheduleFn", "progress"]
+from nectarloss.validation import did_you_mean
+
+__all__ = [
+    "CURVES",
+    "WINDOWED_CURVES",
+    "Schedule",
+    "ScheduleFn",
+    "check_curve",
+    "check_exponential_value",
+    "check_milestones",
+    "check_window",
+    "progress",
+]
 
 #: A custom schedule: ``fn(schedule, t) -> weight``, as in NectarGAN.
 ScheduleFn = Callable[["Schedule", int], float]
@@ -83,7 +95,67 @@ CURVES: dict[str, Callable[[Schedule, float], float]] = {
     "warmup": _warmup,
 }
 
-_WINDOWED = frozenset({"linear", "exponential", "cosine", "warmup"})
+#: Curves that move between ``start_epoch`` and ``end_epoch`` (so need ``end > start``).
+WINDOWED_CURVES = frozenset({"linear", "exponential", "cosine", "warmup"})
+
+
+# ----------------------------------------------------------------------------- checks
+# One check per field, shared by Schedule and the spec model ScheduleSpec. Each raises a
+# ValueError whose message is relative to the field ("expected ..., got ..."); ``field``
+# puts the field's name in front where the caller reports for the whole schedule.
+def _prefix(field: str | None) -> str:
+    return f"{field} " if field else ""
+
+
+def check_curve(name: str, *, or_callable: bool = False) -> str:
+    """Return ``name`` if it is a built-in curve; else a ``ValueError`` with the closest.
+
+    Example:
+        >>> check_curve("cosin")
+        Traceback (most recent call last):
+            ...
+        ValueError: expected one of constant, cosine, exponential, linear, step, warmup, \
+got 'cosin' (did you mean 'cosine'?)
+    """
+    if name not in CURVES:
+        names = sorted(CURVES)
+        alternative = " or a callable" if or_callable else ""
+        raise ValueError(
+            f"expected one of {', '.join(names)}{alternative}, got {name!r}"
+            f"{did_you_mean(name, names)}"
+        )
+    return name
+
+
+def check_window(
+    curve: object, start_epoch: int | None, end_epoch: int, field: str | None = None
+) -> int:
+    """Return ``end_epoch`` unless a windowed curve ends at or before ``start_epoch``.
+
+    ``start_epoch`` may be ``None`` (it failed its own check): nothing to compare with.
+    """
+    if curve in WINDOWED_CURVES and start_epoch is not None and end_epoch <= start_epoch:
+        raise ValueError(
+            f"{_prefix(field)}expected an int > start_epoch ({start_epoch}) for a {curve!r} "
+            f"schedule, got {end_epoch}"
+        )
+    return end_epoch
+
+
+def check_exponential_value(curve: object, value: float, field: str | None = None) -> float:
+    """Return ``value`` unless the curve is ``exponential`` and the value is not > 0."""
+    if curve == "exponential" and value <= 0.0:
+        raise ValueError(
+            f"{_prefix(field)}expected a float > 0 for an 'exponential' schedule, got {value}"
+        )
+    return value
+
+
+def check_milestones(milestones: Sequence[int]) -> Sequence[int]:
+    """Return ``milestones`` if they are non-negative and increasing."""
+    if list(milestones) != sorted(milestones) or any(m < 0 for m in milestones):
+        raise ValueError(f"expected non-negative increasing ints, got {list(milestones)}")
+    return milestones
 
 
 class Schedule(BaseModel):
@@ -132,8 +204,7 @@ class Schedule(BaseModel):
     @classmethod
     def _check_schedule(cls, value: object) -> object:
         if isinstance(value, str):
-            if value not in CURVES:
-                raise ValueError(f"expected one of {sorted(CURVES)} or a callable, got {value!r}")
+            check_curve(value, or_callable=True)
         elif not callable(value):
             raise ValueError(f"expected a curve name or a callable, got {type(value).__name__}")
         return value
@@ -148,23 +219,15 @@ class Schedule(BaseModel):
     @field_validator("milestones")
     @classmethod
     def _check_milestones(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if list(value) != sorted(value) or any(m < 0 for m in value):
-            raise ValueError(f"expected non-negative increasing times, got {list(value)}")
+        check_milestones(value)
         return value
 
     @model_validator(mode="after")
     def _check_window(self) -> Schedule:
         name = self.schedule if isinstance(self.schedule, str) else None
-        if name in _WINDOWED and self.end_epoch <= self.start_epoch:
-            raise ValueError(
-                f"end_epoch expected an int > start_epoch ({self.start_epoch}) for a "
-                f"{name!r} schedule, got {self.end_epoch}"
-            )
-        if name == "exponential" and (self.initial_value <= 0.0 or self.target_value <= 0.0):
-            raise ValueError(
-                "an 'exponential' schedule expected initial_value and target_value > 0, got "
-                f"{self.initial_value} and {self.target_value}"
-            )
+        check_window(name, self.start_epoch, self.end_epoch, "end_epoch")
+        check_exponential_value(name, self.initial_value, "initial_value")
+        check_exponential_value(name, self.target_value, "target_value")
         return self
 
     @field_serializer("schedule")

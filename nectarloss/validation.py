@@ -1,30 +1,70 @@
-"""Checks of user input shared by the manager: loss names, tags and loss inputs."""
+"""Checks of user input, shared by every module: names, numbers, tensors, tags.
+
+One rule each: a loss name (:func:`check_name`, :func:`loss_name_problem`), a float in a
+range (:func:`check_float` and its short forms :func:`check_positive` and
+:func:`check_weight`), a bool, a Tensor, and the "did you mean" suggestions for an
+unknown name (:func:`closest`). Messages read ``"<owner>: `<argument>` expected <what>,
+got <value>."``.
+
+This module imports only the standard library and ``torch.Tensor``, so that every other
+module (``functional/`` included) may use it.
+
+Example:
+    >>> check_positive("P2", "k", 0.5)
+    0.5
+    >>> check_positive("P2", "k", 0)
+    Traceback (most recent call last):
+        ...
+    ValueError: P2: `k` expected a finite float > 0, got 0.0.
+    >>> closest("L1Los", ["L1Loss", "MSELoss"])
+    ['L1Loss']
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-import unicodedata
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from torch import Tensor
-
-from nectarloss.losses import LossEntry
 
 T = TypeVar("T")
 
 __all__ = [
     "add_note",
+    "check_bool",
     "check_choice",
     "check_count",
     "check_epoch",
+    "check_float",
     "check_inputs",
     "check_name",
+    "check_positive",
     "check_tags",
+    "check_tensor",
     "check_weight",
+    "closest",
+    "did_you_mean",
+    "loss_name_problem",
     "shape_of",
 ]
+
+_MAX_SUGGESTIONS = 3
+_PATH_SEPARATORS = "/\\"
+
+
+class InputSignature(Protocol):
+    """What :func:`check_inputs` needs of a catalog entry (a ``LossEntry``)."""
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The names of the positional inputs, in order."""
+
+    @property
+    def same_shape(self) -> bool:
+        """Whether the first two inputs must have the same shape."""
 
 
 def shape_of(x: Any) -> Any:
@@ -32,7 +72,7 @@ def shape_of(x: Any) -> Any:
     return x.shape if isinstance(x, Tensor) else None
 
 
-def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> None:
+def check_inputs(owner: str, catalog: InputSignature, inputs: tuple[Any, ...]) -> None:
     """Check a catalog loss's inputs: Tensors, one device, equal shapes where element-wise.
 
     Raises:
@@ -56,14 +96,94 @@ def check_inputs(owner: str, catalog: LossEntry, inputs: tuple[Any, ...]) -> Non
         )
 
 
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_float(
+    owner: str,
+    argument: str,
+    value: object,
+    what: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+    finite: bool = True,
+    type_what: str | None = None,
+) -> float:
+    """Return ``value`` as a float if it is a real number within the bounds, else raise.
+
+    Args:
+        owner: The class, function or loss name the message starts with.
+        argument: The argument's name.
+        value: What the caller passed.
+        what: The expectation, as the message says it (``"a finite float > 0"``).
+        low: The lowest accepted value, if any (excluded with ``open_low``).
+        high: The highest accepted value, if any (excluded with ``open_high``).
+        open_low: Exclude ``low`` itself.
+        open_high: Exclude ``high`` itself.
+        finite: Reject infinities (NaN is always rejected where a bound is given).
+        type_what: The expectation in the ``TypeError`` message, if not ``what``.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        TypeError: ``value`` is not a real number (a bool is not one here).
+        ValueError: ``value`` is outside the bounds, or not finite with ``finite``.
+
+    Example:
+        >>> check_float("SuperLoss", "momentum", 1, "a float in (0, 1]", low=0.0, high=1.0,
+        ...             open_low=True)
+        1.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{owner}: `{argument}` expected {type_what or what}, "
+            f"got {type(value).__name__} {_short_repr(value)}."
+        )
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond float's range
+        result = -math.inf if value < 0 else math.inf
+    ok = (not finite or math.isfinite(result)) and not math.isnan(result)
+    if low is not None:
+        ok = ok and (result > low if open_low else result >= low)
+    if high is not None:
+        ok = ok and (result < high if open_high else result <= high)
+    if not ok:
+        raise ValueError(f"{owner}: `{argument}` expected {what}, got {result!r}.")
+    return result
+
+
+def check_positive(owner: str, argument: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise."""
+    return check_float(owner, argument, value, "a finite float > 0", low=0.0, open_low=True)
+
+
 def check_weight(owner: str, value: object, argument: str = "loss_weight") -> float:
-    """Return ``value`` as a float, or raise if it is not a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: `{argument}` expected a float, got {type(value).__name__}.")
-    weight = float(value)
-    if not (weight >= 0.0 and math.isfinite(weight)):
-        raise ValueError(f"{owner}: `{argument}` expected a finite float >= 0, got {weight}.")
-    return weight
+    """Return ``value`` as a float if it is a finite number >= 0, else raise."""
+    return check_float(owner, argument, value, "a finite float >= 0", low=0.0, type_what="a float")
+
+
+def check_bool(owner: str, argument: str, value: object) -> bool:
+    """Return ``value`` if it is a bool, else raise ``TypeError``."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{owner}: `{argument}` expected a bool, got {type(value).__name__} "
+            f"{_short_repr(value)}."
+        )
+    return value
+
+
+def check_tensor(owner: str, argument: str, value: object) -> Tensor:
+    """Return ``value`` if it is a Tensor, else raise ``TypeError``."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{owner}: `{argument}` expected a Tensor, got {type(value).__name__}.")
+    return value
 
 
 def check_choice(argument: str, value: T, choices: tuple[T, ...], owner: str = "LossManager") -> T:
@@ -107,22 +227,61 @@ def add_note(exc: BaseException, note: str) -> None:
         exc.add_note(note)
 
 
-def check_name(name: object) -> str:
-    """Return ``name`` if it is a valid loss name (no path separators or control chars)."""
-    if not isinstance(name, str):
-        raise TypeError(f"LossManager: `loss_name` expected a str, got {type(name).__name__}.")
+def loss_name_problem(name: str) -> str | None:
+    r"""Why ``name`` cannot name a loss, or ``None`` if it can.
+
+    A loss name is the user's string (``G_GAN``, ``D real``): non-empty, without
+    surrounding whitespace, path separators (``/`` and backslash) or characters that do not
+    print (control and format characters, and every separator but the plain space:
+    U+00A0, U+2028, ...). The manager, the loss catalog and the spec models all ask here.
+
+    Example:
+        >>> loss_name_problem("G L1") is None, loss_name_problem("G\u00a0L1")
+        (True, 'free of path separators and control characters')
+    """
     if not name or name.strip() != name:
+        return "non-empty, without surrounding spaces"
+    if any(c in _PATH_SEPARATORS or not c.isprintable() for c in name):
+        return "free of path separators and control characters"
+    return None
+
+
+def check_name(name: object, owner: str = "LossManager", argument: str = "loss_name") -> str:
+    """Return ``name`` if it is a valid loss name (see :func:`loss_name_problem`), else raise.
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        ValueError: ``name`` is not a valid loss name.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{owner}: `{argument}` expected a str, got {type(name).__name__}.")
+    if loss_name_problem(name) is not None:
         raise ValueError(
-            f"LossManager: `loss_name` expected a non-empty name without surrounding spaces, "
-            f"got {name!r}."
-        )
-    bad = [c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")]
-    if bad:
-        raise ValueError(
-            f"LossManager: `loss_name` expected no path separators or control characters, "
-            f"got {name!r}."
+            f"{owner}: `{argument}` expected a non-empty name without surrounding "
+            f"whitespace, path separators or control characters, got {name!r}."
         )
     return name
+
+
+def closest(name: str, candidates: list[str]) -> list[str]:
+    """Return up to three of ``candidates`` closest to ``name`` (case slips included).
+
+    Example:
+        >>> closest("superloss", ["SuperLoss", "MinSNR"])
+        ['SuperLoss']
+    """
+    close = difflib.get_close_matches(name, candidates, n=_MAX_SUGGESTIONS)
+    if close:
+        return close
+    lowered = {c.lower(): c for c in candidates}
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=_MAX_SUGGESTIONS)
+    return [lowered[m] for m in matches]
+
+
+def did_you_mean(name: str, candidates: list[str]) -> str:
+    """Return ``" (did you mean 'x' or 'y'?)"`` for the closest candidates, or ``""``."""
+    close = closest(name, candidates)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def check_tags(owner: str, tags: object) -> list[str]:

@@ -110,3 +110,29 @@ def test_custom_callable_cannot_be_serialised() -> None:
 def test_invalid_schedules_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make("linear", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"schedule": "cosin"}, "got 'cosin' (did you mean 'cosine'?)"),
+        ({"end_epoch": 5}, "expected an int > start_epoch (10) for a 'linear' schedule, got 5"),
+        (
+            {"schedule": "exponential", "target_value": 0.0},
+            "expected a float > 0 for an 'exponential' schedule, got 0.0",
+        ),
+        ({"schedule": "step", "milestones": [5, 2]}, "expected non-negative increasing ints"),
+    ],
+)
+def test_schedule_and_its_spec_model_share_their_checks(
+    kwargs: dict[str, object], message: str
+) -> None:
+    from nectarloss.specs.models import ScheduleSpec
+
+    fields = {"schedule": "linear", "start_epoch": 10, "end_epoch": 20, **kwargs}
+    with pytest.raises(ValidationError) as from_schedule:
+        Schedule(**fields)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as from_spec:
+        ScheduleSpec.model_validate(fields)
+    assert message in str(from_schedule.value)
+    assert message in str(from_spec.value)

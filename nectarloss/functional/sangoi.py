@@ -25,13 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nectarloss.functional.snr_weights import (
-    _broadcasts_to,
-    _check_per_sample,
-    _check_real,
-    _check_snr_range,
-    _check_tensor,
-)
+from nectarloss.functional.snr_weights import _broadcasts_to, _check_per_sample, _check_snr_range
+from nectarloss.validation import check_float, check_positive, check_tensor
 
 __all__ = ["SANGOI_SNR_RANGE", "mape", "sangoi", "sangoi_weight"]
 
@@ -41,17 +36,10 @@ SANGOI_SNR_RANGE = (1e-4, 100.0)
 _EPS = 1e-8
 
 
-def _check_eps(owner: str, eps: object) -> float:
-    value = _check_real(owner, "eps", eps, "a finite float > 0")
-    if value <= 0.0:
-        raise ValueError(f"{owner}: `eps` expected a finite float > 0, got {value!r}.")
-    return value
-
-
 def _check_inputs(owner: str, prediction: object, target: object) -> tuple[Tensor, Tensor]:
     """Check that prediction and target are tensors of one shape with a batch dim."""
-    prediction = _check_tensor(owner, "prediction", prediction)
-    target = _check_tensor(owner, "target", target)
+    prediction = check_tensor(owner, "prediction", prediction)
+    target = check_tensor(owner, "target", target)
     if prediction.shape != target.shape:
         raise ValueError(
             f"{owner}: `target` expected the prediction's shape {tuple(prediction.shape)}, "
@@ -69,7 +57,7 @@ def _check_mask(owner: str, mask: object, shape: torch.Size) -> Tensor | None:
     """Return ``mask`` if it is None or a tensor broadcastable to ``shape``, else raise."""
     if mask is None:
         return None
-    mask = _check_tensor(owner, "mask", mask)
+    mask = check_tensor(owner, "mask", mask)
     if not _broadcasts_to(mask.shape, shape):
         raise ValueError(
             f"{owner}: `mask` expected a shape broadcastable to the inputs' shape "
@@ -176,7 +164,7 @@ def _check_sangoi_options(
     seed_exact: object,
     mask: object,
 ) -> tuple[float, tuple[float, float]]:
-    eps_value = _check_eps(owner, eps)
+    eps_value = check_positive(owner, "eps", eps)
     low_high = _check_snr_range(owner, snr_range)
     if seed_exact and mask is not None:
         raise ValueError(
@@ -225,10 +213,10 @@ def mape(
         tensor([0.5000, 0.5000])
     """
     prediction, target = _check_inputs("mape", prediction, target)
-    eps = _check_eps("mape", eps)
+    eps = check_positive("mape", "eps", eps)
     checked_mask = _check_mask("mape", mask, prediction.shape)
     if max_error is not None:
-        max_error = _check_real("mape", "max_error", max_error, "a finite float or None")
+        max_error = check_float("mape", "max_error", max_error, "a finite float or None")
     return _mape_compute(prediction, target, checked_mask, eps, max_error, sign_safe, upcast)
 
 
@@ -283,7 +271,7 @@ def sangoi_weight(
         reference implementation).
     """
     prediction, target = _check_inputs("sangoi_weight", prediction, target)
-    snr = _check_tensor("sangoi_weight", "snr", snr)
+    snr = check_tensor("sangoi_weight", "snr", snr)
     eps, low_high = _check_sangoi_options("sangoi_weight", eps, snr_range, seed_exact, mask)
     checked_mask = _check_mask("sangoi_weight", mask, prediction.shape)
     return _sangoi_weight_compute(
@@ -346,9 +334,9 @@ def sangoi(
     Reference:
         Sangoi, "Sangoi Loss Modifier Function" for OneTrainer (2024).
     """
-    loss = _check_tensor("sangoi", "loss", loss)
-    _check_per_sample("sangoi", loss, "snr", _check_tensor("sangoi", "snr", snr))
-    _check_batch("sangoi", loss, _check_tensor("sangoi", "prediction", prediction))
+    loss = check_tensor("sangoi", "loss", loss)
+    _check_per_sample("sangoi", loss, "snr", check_tensor("sangoi", "snr", snr))
+    _check_batch("sangoi", loss, check_tensor("sangoi", "prediction", prediction))
     return loss * sangoi_weight(
         snr,
         prediction,

@@ -14,11 +14,10 @@ and call the same private helpers every step.
 
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import torch
 from torch import Tensor
+
+from nectarloss.validation import check_float, check_positive, check_tensor
 
 __all__ = [
     "DEBIASED_SNR_RANGE",
@@ -41,24 +40,6 @@ DEBIASED_SNR_RANGE = (1e-6, 1000.0)
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_real(owner: str, name: str, value: object, what: str) -> float:
-    """Return ``value`` as a finite float, or raise ``TypeError``/``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{owner}: `{name}` expected {what}, got {type(value).__name__} {value!r}.")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{owner}: `{name}` expected {what}, got {result!r}.")
-    return result
-
-
-def _check_positive(owner: str, name: str, value: object) -> float:
-    """Return ``value`` as a float, or raise if it is not a finite number > 0."""
-    result = _check_real(owner, name, value, "a finite float > 0")
-    if result <= 0.0:
-        raise ValueError(f"{owner}: `{name}` expected a finite float > 0, got {result!r}.")
-    return result
-
-
 def _check_prediction(owner: str, prediction: object) -> str:
     """Return ``prediction`` if it is one of :data:`PREDICTION_TYPES`, else raise."""
     if not isinstance(prediction, str):
@@ -79,18 +60,11 @@ def _check_snr_range(owner: str, snr_range: object) -> tuple[float, float]:
         raise TypeError(
             f"{owner}: `snr_range` expected a (low, high) pair of floats, got {snr_range!r}."
         )
-    low = _check_real(owner, "snr_range[0]", snr_range[0], "a finite float >= 0")
-    high = _check_real(owner, "snr_range[1]", snr_range[1], "a finite float > snr_range[0]")
+    low = check_float(owner, "snr_range[0]", snr_range[0], "a finite float >= 0")
+    high = check_float(owner, "snr_range[1]", snr_range[1], "a finite float > snr_range[0]")
     if not 0.0 <= low < high:
         raise ValueError(f"{owner}: `snr_range` expected 0 <= low < high, got {(low, high)!r}.")
     return low, high
-
-
-def _check_tensor(owner: str, name: str, value: object) -> Tensor:
-    """Return ``value`` if it is a Tensor, else raise ``TypeError``."""
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{owner}: `{name}` expected a Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
@@ -175,8 +149,8 @@ def min_snr_weight(snr: Tensor, gamma: float = 5.0, prediction: str = "epsilon")
         Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy",
         ICCV 2023.
     """
-    _check_tensor("min_snr_weight", "snr", snr)
-    gamma = _check_positive("min_snr_weight", "gamma", gamma)
+    check_tensor("min_snr_weight", "snr", snr)
+    gamma = check_positive("min_snr_weight", "gamma", gamma)
     prediction = _check_prediction("min_snr_weight", prediction)
     return _min_snr_weight(snr, gamma, prediction)
 
@@ -206,7 +180,7 @@ def min_snr(loss: Tensor, snr: Tensor, gamma: float = 5.0, prediction: str = "ep
         Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy",
         ICCV 2023.
     """
-    _check_per_sample("min_snr", _check_tensor("min_snr", "loss", loss), "snr", snr)
+    _check_per_sample("min_snr", check_tensor("min_snr", "loss", loss), "snr", snr)
     return loss * min_snr_weight(snr, gamma, prediction)
 
 
@@ -247,7 +221,7 @@ def debiased_estimation_weight(
         Yu et al., "Debias the Training of Diffusion Models", arXiv:2310.08442 (2023);
         kohya-ss/sd-scripts, ``library/custom_train_functions.py``.
     """
-    _check_tensor("debiased_estimation_weight", "snr", snr)
+    check_tensor("debiased_estimation_weight", "snr", snr)
     prediction = _check_prediction("debiased_estimation_weight", prediction)
     low_high = _check_snr_range("debiased_estimation_weight", snr_range)
     return _debiased_estimation_weight(snr, prediction, low_high)
@@ -283,7 +257,7 @@ def debiased_estimation(
         Yu et al., "Debias the Training of Diffusion Models", arXiv:2310.08442 (2023).
     """
     _check_per_sample(
-        "debiased_estimation", _check_tensor("debiased_estimation", "loss", loss), "snr", snr
+        "debiased_estimation", check_tensor("debiased_estimation", "loss", loss), "snr", snr
     )
     return loss * debiased_estimation_weight(snr, prediction, snr_range)
 
@@ -313,9 +287,9 @@ def p2_weight(snr: Tensor, gamma: float = 1.0, k: float = 1.0) -> Tensor:
     Reference:
         Choi et al., "Perception Prioritized Training of Diffusion Models", CVPR 2022.
     """
-    _check_tensor("p2_weight", "snr", snr)
-    gamma = _check_positive("p2_weight", "gamma", gamma)
-    k = _check_positive("p2_weight", "k", k)
+    check_tensor("p2_weight", "snr", snr)
+    gamma = check_positive("p2_weight", "gamma", gamma)
+    k = check_positive("p2_weight", "k", k)
     return _p2_weight(snr, gamma, k)
 
 
@@ -342,5 +316,5 @@ def p2(loss: Tensor, snr: Tensor, gamma: float = 1.0, k: float = 1.0) -> Tensor:
     Reference:
         Choi et al., "Perception Prioritized Training of Diffusion Models", CVPR 2022.
     """
-    _check_per_sample("p2", _check_tensor("p2", "loss", loss), "snr", snr)
+    _check_per_sample("p2", check_tensor("p2", "loss", loss), "snr", snr)
     return loss * p2_weight(snr, gamma, k)

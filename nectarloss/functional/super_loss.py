@@ -9,12 +9,12 @@ below (``_super_loss_compute``, ``_update_threshold``).
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 from torch import Tensor
 
 from nectarloss.functional.lambertw import lambertw
+from nectarloss.validation import check_float
 
 __all__ = ["super_loss", "super_loss_confidence"]
 
@@ -24,15 +24,15 @@ _BETA_MIN = -2.0 / math.e
 
 def _check_regularization(owner: str, regularization: object) -> float:
     """Return ``regularization`` as a float, or raise if it is not a finite number > 0."""
-    if isinstance(regularization, bool) or not isinstance(regularization, Real):
-        raise TypeError(
-            f"{owner}: `regularization` expected a float > 0, "
-            f"got {type(regularization).__name__} {regularization!r}."
-        )
-    value = float(regularization)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{owner}: `regularization` expected a finite float > 0, got {value!r}.")
-    return value
+    return check_float(
+        owner,
+        "regularization",
+        regularization,
+        "a finite float > 0",
+        low=0.0,
+        open_low=True,
+        type_what="a float > 0",
+    )
 
 
 def _compute_dtype(loss: Tensor) -> torch.dtype:

@@ -27,6 +27,9 @@ Example:
     Traceback (most recent call last):
         ...
     ValueError: L1Loss: expected 2 inputs (input, target), got 3.
+
+An unknown name raises :class:`~nectarloss.UnknownLossError`, the error the manager
+raises for a name it has not registered (a ``KeyError`` and a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -39,14 +42,20 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from nectarloss.errors import UnknownLossError
+from nectarloss.validation import check_name, closest
+
 __all__ = [
+    "KEYWORD_KINDS",
     "LossEntry",
+    "accepts_keyword",
     "available_losses",
     "build_loss",
     "check_arity",
     "find_loss_entry",
     "get_loss_entry",
     "loss_aliases",
+    "parameters_of",
     "register_loss",
     "resolve_loss_name",
     "unregister_loss",
@@ -58,8 +67,33 @@ _F = TypeVar("_F", bound=Callable[..., nn.Module])
 #: The reductions every torch loss accepts.
 DEFAULT_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
-_MAX_SUGGESTIONS = 3
-_FORBIDDEN_NAME_CHARS = ("/", "\\")
+#: Parameter kinds a keyword argument can fill.
+KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+    """The parameters of ``factory`` by name, or ``None`` if it has no signature.
+
+    Example:
+        >>> list(parameters_of(nn.HuberLoss))
+        ['reduction', 'delta']
+    """
+    try:
+        return dict(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return None
+
+
+def accepts_keyword(params: dict[str, inspect.Parameter] | None, name: str) -> bool:
+    """Whether a callable with ``params`` (from :func:`parameters_of`) takes ``name=...``.
+
+    A callable without a signature (``params`` is ``None``) is assumed to take it.
+    """
+    if params is None:
+        return True
+    if name in params:
+        return params[name].kind in KEYWORD_KINDS
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 @dataclass(frozen=True)
@@ -99,15 +133,7 @@ class LossEntry:
 
     def accepts_kwarg(self, kwarg: str) -> bool:
         """Return whether the factory accepts the keyword argument ``kwarg``."""
-        params = _signature_parameters(self.factory)
-        if params is None:
-            return True
-        if kwarg in params:
-            return params[kwarg].kind in (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                inspect.Parameter.KEYWORD_ONLY,
-            )
-        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return accepts_keyword(parameters_of(self.factory), kwarg)
 
     def check_arity(self, num_inputs: int, *, owner: str | None = None) -> None:
         """Raise if ``num_inputs`` does not match :attr:`inputs`.
@@ -182,14 +208,14 @@ def register_loss(
         tensor([1., 1.])
         >>> _ = unregister_loss("AbsDiff")
     """
-    _check_name(name, "register_loss", "name")
+    check_name(name, "register_loss", "name")
     input_names = _check_names_tuple(inputs, "inputs", allow_empty=False)
     alias_names = _check_names_tuple(aliases, "aliases", allow_empty=True)
     reduction_names = _check_names_tuple(reductions, "reductions", allow_empty=True)
     if doc is not None and not isinstance(doc, str):
         raise TypeError(f"register_loss: `doc` expected a str or None, got {type(doc).__name__}.")
     for alias in alias_names:
-        _check_name(alias, "register_loss", "aliases")
+        check_name(alias, "register_loss", "aliases")
         if alias == name or alias in _REGISTRY:
             raise ValueError(
                 f"register_loss: `aliases` expected names that are not loss names, got {alias!r}."
@@ -232,7 +258,7 @@ def unregister_loss(name: str) -> LossEntry:
         The removed entry.
 
     Raises:
-        ValueError: If ``name`` is not in the catalog.
+        UnknownLossError: If ``name`` is not in the catalog.
     """
     entry = get_loss_entry(name)
     del _REGISTRY[entry.name]
@@ -256,7 +282,7 @@ def resolve_loss_name(name: str) -> str:
 
     Raises:
         TypeError: If ``name`` is not a string.
-        ValueError: If ``name`` is not in the catalog; the message suggests the
+        UnknownLossError: If ``name`` is not in the catalog; the message suggests the
             closest valid names.
     """
     if not isinstance(name, str):
@@ -265,7 +291,7 @@ def resolve_loss_name(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    raise ValueError(_unknown_message(name))
+    raise UnknownLossError(_unknown_message(name))
 
 
 def get_loss_entry(name: str) -> LossEntry:
@@ -273,14 +299,14 @@ def get_loss_entry(name: str) -> LossEntry:
 
     Raises:
         TypeError: If ``name`` is not a string.
-        ValueError: If ``name`` is not in the catalog; the message suggests the
+        UnknownLossError: If ``name`` is not in the catalog; the message suggests the
             closest valid names.
 
     Example:
         >>> get_loss_entry("L1Los")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
-        ValueError: unknown loss 'L1Los'; did you mean 'L1Loss'...
+        nectarloss.errors.UnknownLossError: unknown loss 'L1Los'; did you mean 'L1Loss'...
     """
     return _REGISTRY[resolve_loss_name(name)]
 
@@ -309,8 +335,8 @@ def check_arity(name: str, num_inputs: int, *, owner: str | None = None) -> None
 
     Raises:
         ValueError: If the count is wrong, e.g.
-            ``"L1Loss: expected 2 inputs (input, target), got 3."``, or ``name`` is
-            unknown.
+            ``"L1Loss: expected 2 inputs (input, target), got 3."``.
+        UnknownLossError: If ``name`` is unknown.
     """
     get_loss_entry(name).check_arity(num_inputs, owner=owner)
 
@@ -329,14 +355,15 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
         TypeError: If a keyword is not accepted by the factory (the message names the
             loss, the bad keyword and the accepted ones), or the factory does not
             return an ``nn.Module``.
-        ValueError: If ``name`` is unknown or ``reduction`` is not supported.
+        ValueError: If ``reduction`` is not supported.
+        UnknownLossError: If ``name`` is unknown.
     """
     return _build(get_loss_entry(name), kwargs)
 
 
 # --------------------------------------------------------------------------- helpers
 def _build(entry: LossEntry, kwargs: dict[str, Any]) -> nn.Module:
-    params = _signature_parameters(entry.factory)
+    params = parameters_of(entry.factory)
     if params is not None:
         try:
             inspect.Signature(list(params.values())).bind(**kwargs)
@@ -361,22 +388,13 @@ def _build(entry: LossEntry, kwargs: dict[str, Any]) -> nn.Module:
     return module
 
 
-def _signature_parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # builtins without a signature: let the call decide
-        return None
-    return dict(signature.parameters)
-
-
 def _bad_kwargs_message(
     entry: LossEntry,
     params: dict[str, inspect.Parameter],
     kwargs: dict[str, Any],
     err: TypeError,
 ) -> str:
-    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    accepted = [n for n, p in params.items() if p.kind in keyword_kinds]
+    accepted = [n for n, p in params.items() if p.kind in KEYWORD_KINDS]
     accepted_text = ", ".join(accepted) if accepted else "none"
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
@@ -392,7 +410,7 @@ def _bad_kwargs_message(
     missing = [
         n
         for n, p in params.items()
-        if p.kind in keyword_kinds and p.default is inspect.Parameter.empty and n not in kwargs
+        if p.kind in KEYWORD_KINDS and p.default is inspect.Parameter.empty and n not in kwargs
     ]
     if missing:
         noun = "argument" if len(missing) == 1 else "arguments"
@@ -404,34 +422,12 @@ def _bad_kwargs_message(
 
 
 def _unknown_message(name: str) -> str:
-    known = list(_REGISTRY) + list(_ALIASES)
-    close = difflib.get_close_matches(name, known, n=_MAX_SUGGESTIONS)
-    if not close:  # case slips ("l1loss") are common and difflib is case-sensitive
-        lowered = {k.lower(): k for k in known}
-        close = [
-            lowered[m]
-            for m in difflib.get_close_matches(name.lower(), list(lowered), n=_MAX_SUGGESTIONS)
-        ]
+    close = closest(name, list(_REGISTRY) + list(_ALIASES))
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     return (
         f"unknown loss {name!r}{hint} {len(_REGISTRY)} losses are available "
         f"(see nectarloss.losses.available_losses())."
     )
-
-
-def _check_name(name: object, owner: str, argument: str) -> None:
-    if not isinstance(name, str):
-        raise TypeError(f"{owner}: `{argument}` expected a str, got {type(name).__name__}.")
-    if (
-        not name
-        or name != name.strip()
-        or any(c in name for c in _FORBIDDEN_NAME_CHARS)
-        or any(not c.isprintable() for c in name)
-    ):
-        raise ValueError(
-            f"{owner}: `{argument}` expected a non-empty name without surrounding "
-            f"whitespace, path separators or control characters, got {name!r}."
-        )
 
 
 def _check_names_tuple(

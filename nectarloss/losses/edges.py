@@ -34,6 +34,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from nectarloss.losses.catalog import register_loss
+from nectarloss.validation import check_float
 
 __all__ = [
     "Laplacian",
@@ -98,11 +99,10 @@ def _check_reduction(owner: str, reduction: object) -> str:
 
 
 def _check_eps(owner: str, eps: object) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"{owner}: `eps` expected a float, got {type(eps).__name__}.")
-    if not eps >= 0.0:
-        raise ValueError(f"{owner}: `eps` expected a float >= 0, got {eps!r}.")
-    return float(eps)
+    """``eps`` under the square root of the Sobel magnitude: a float >= 0."""
+    return check_float(
+        owner, "eps", eps, "a float >= 0", low=0.0, finite=False, type_what="a float"
+    )
 
 
 # --------------------------------------------------------------------------- math

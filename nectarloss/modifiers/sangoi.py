@@ -24,6 +24,7 @@ from nectarloss.modifiers.base import (
 )
 from nectarloss.noise import NoiseSchedule
 from nectarloss.noise import as_noise_schedule as _as_noise_schedule
+from nectarloss.validation import check_bool
 
 __all__ = ["Sangoi"]
 
@@ -91,29 +92,15 @@ class Sangoi(Modifier):
         super().__init__()
         self.noise_schedule = _as_noise_schedule("Sangoi", noise_schedule)
         self.eps, self.snr_range = _check_sangoi_options("Sangoi", eps, snr_range, False, None)
-        for name, value in (
-            ("sign_safe", sign_safe),
-            ("upcast", upcast),
-            ("detach", detach),
-            ("seed_exact", seed_exact),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(
-                    f"Sangoi: `{name}` expected a bool, got {type(value).__name__} {value!r}."
-                )
+        self.sign_safe = check_bool("Sangoi", "sign_safe", sign_safe)
+        self.upcast = check_bool("Sangoi", "upcast", upcast)
+        self.detach = check_bool("Sangoi", "detach", detach)
+        self.seed_exact = check_bool("Sangoi", "seed_exact", seed_exact)
         if mask_key is not None and not isinstance(mask_key, str):
             raise TypeError(
                 f"Sangoi: `mask_key` expected a str or None, got {type(mask_key).__name__}."
             )
-        self.sign_safe = sign_safe
-        self.upcast = upcast
-        self.detach = detach
-        self.seed_exact = seed_exact
-        if not isinstance(use_compile, bool):
-            raise TypeError(
-                f"Sangoi: `use_compile` expected a bool, got {type(use_compile).__name__}."
-            )
-        self.use_compile = use_compile
+        self.use_compile = check_bool("Sangoi", "use_compile", use_compile)
         self.mask_key = mask_key
 
     def check_context(self, context: LossContext) -> None:

@@ -14,7 +14,6 @@ from torch import Tensor
 from nectarloss.functional.snr_weights import (
     DEBIASED_SNR_RANGE,
     _check_per_sample,
-    _check_positive,
     _check_prediction,
     _check_snr_range,
     _debiased_estimation_weight,
@@ -24,6 +23,7 @@ from nectarloss.functional.snr_weights import (
 from nectarloss.modifiers.base import LossContext, Modifier, check_timesteps_in
 from nectarloss.noise import NoiseSchedule
 from nectarloss.noise import as_noise_schedule as _as_noise_schedule
+from nectarloss.validation import check_positive
 
 __all__ = ["DebiasedEstimation", "MinSNR", "P2"]
 
@@ -114,7 +114,7 @@ class MinSNR(_SNRWeighting):
         self, noise_schedule: NoiseSchedule | Any, gamma: float = 5.0, prediction: str = "epsilon"
     ) -> None:
         super().__init__(noise_schedule)
-        self.gamma = _check_positive("MinSNR", "gamma", gamma)
+        self.gamma = check_positive("MinSNR", "gamma", gamma)
         self.prediction = _check_prediction("MinSNR", prediction)
 
     def _weight_from_snr(self, snr: Tensor) -> Tensor:
@@ -211,8 +211,8 @@ class P2(_SNRWeighting):
         self, noise_schedule: NoiseSchedule | Any, gamma: float = 1.0, k: float = 1.0
     ) -> None:
         super().__init__(noise_schedule)
-        self.gamma = _check_positive("P2", "gamma", gamma)
-        self.k = _check_positive("P2", "k", k)
+        self.gamma = check_positive("P2", "gamma", gamma)
+        self.k = check_positive("P2", "k", k)
 
     def _weight_from_snr(self, snr: Tensor) -> Tensor:
         return _p2_weight(snr, self.gamma, self.k)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from numbers import Real
 from typing import Any
 
 import torch
@@ -18,6 +16,7 @@ from nectarloss.functional.super_loss import (
     _update_threshold,
 )
 from nectarloss.modifiers.base import LossContext, Modifier, maybe_compiled
+from nectarloss.validation import check_bool, check_float
 
 __all__ = ["SuperLoss"]
 
@@ -34,27 +33,13 @@ def _check_threshold(threshold: object) -> float | str:
                 f"got {threshold!r}."
             )
         return threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, Real):
-        raise TypeError(
-            f"SuperLoss: `threshold` expected a float or one of {THRESHOLD_METHODS}, "
-            f"got {type(threshold).__name__} {threshold!r}."
-        )
-    value = float(threshold)
-    if not math.isfinite(value):
-        raise ValueError(f"SuperLoss: `threshold` expected a finite float, got {value!r}.")
-    return value
-
-
-def _check_momentum(momentum: object) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, Real):
-        raise TypeError(
-            f"SuperLoss: `momentum` expected a float in (0, 1], "
-            f"got {type(momentum).__name__} {momentum!r}."
-        )
-    value = float(momentum)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"SuperLoss: `momentum` expected a float in (0, 1], got {value!r}.")
-    return value
+    return check_float(
+        "SuperLoss",
+        "threshold",
+        threshold,
+        "a finite float",
+        type_what=f"a float or one of {THRESHOLD_METHODS}",
+    )
 
 
 class _DetachedSuperLoss(torch.autograd.Function):
@@ -167,14 +152,13 @@ class SuperLoss(Modifier):
         use_compile: bool = False,
     ) -> None:
         super().__init__()
-        for name, flag in (("sync_ranks", sync_ranks), ("use_compile", use_compile)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"SuperLoss: `{name}` expected a bool, got {type(flag).__name__}.")
-        self.sync_ranks = sync_ranks
-        self.use_compile = use_compile
+        self.sync_ranks = check_bool("SuperLoss", "sync_ranks", sync_ranks)
+        self.use_compile = check_bool("SuperLoss", "use_compile", use_compile)
         self.threshold = _check_threshold(threshold)
         self.regularization = _check_regularization("SuperLoss", regularization)
-        self.momentum = _check_momentum(momentum)
+        self.momentum = check_float(
+            "SuperLoss", "momentum", momentum, "a float in (0, 1]", low=0.0, high=1.0, open_low=True
+        )
         initial = self._initial_tau()
         for mode in _MODES:
             self.register_buffer(f"tau_{mode}", torch.tensor(initial, dtype=torch.float32))

@@ -25,7 +25,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from nectarloss.errors import UnknownLossError
 from nectarloss.losses import LossEntry, get_loss_entry
+from nectarloss.losses.catalog import accepts_keyword, parameters_of
 from nectarloss.modifiers import Modifier
 from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
@@ -38,26 +40,8 @@ __all__ = ["TENSOR_KWARGS", "build_entry", "build_noise_schedule"]
 
 #: Constructor keywords given as JSON lists that torch losses expect as tensors.
 TENSOR_KWARGS = frozenset({"weight", "pos_weight"})
-#: Parameter kinds a spec's ``kwargs`` can fill.
-KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 _BACKTICK = re.compile(r"`(\w+)")
-
-
-def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
-    """The parameters of ``factory`` by name, or ``None`` if it has no signature."""
-    try:
-        return dict(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return None
-
-
-def _accepts(params: dict[str, inspect.Parameter] | None, name: str) -> bool:
-    if params is None:
-        return True
-    if name in params:
-        return params[name].kind in KEYWORD_KINDS
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _kwarg_type_problem(value: object, default: object) -> str | None:
@@ -120,7 +104,7 @@ def _prepare_kwargs(
                 "expected 'none' or no reduction (modifiers need the per-sample loss and "
                 f"set reduction='none' themselves), got {show(reduction)}",
             )
-        if _accepts(params, "reduction"):
+        if accepts_keyword(params, "reduction"):
             kwargs["reduction"] = "none"
     return kwargs
 
@@ -129,7 +113,7 @@ def _catalog_entry(name: str) -> LossEntry | None:
     """The catalog entry of ``name``, or ``None`` (an import path, validated already)."""
     try:
         return get_loss_entry(name)
-    except (TypeError, ValueError):
+    except UnknownLossError:
         return None
 
 
@@ -157,8 +141,10 @@ def _build_module(spec: LossSpec, base: Loc) -> nn.Module | Callable[..., Any]:
 
 
 def _build_schedule(spec: ScheduleSpec, loc: Loc) -> Schedule:
+    # current_value is run state that older Schedule.to_dict() output carried: not a field
+    fields = spec.model_dump(exclude_none=True, exclude={"current_value"})
     try:
-        return Schedule(**spec.model_dump(exclude_none=True))
+        return Schedule(**fields)
     except ValidationError as exc:
         raise Problem(loc, first_error(exc)) from None
 

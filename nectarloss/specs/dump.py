@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from nectarloss.losses import find_loss_entry
+from nectarloss.losses.catalog import KEYWORD_KINDS, parameters_of
 from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
-from nectarloss.specs.build import KEYWORD_KINDS, build_noise, parameters_of
+from nectarloss.specs.build import build_noise
 from nectarloss.specs.errors import Loc, Problem, SpecError, json_path
 from nectarloss.specs.models import MODIFIER_SPECS, NoiseScheduleSpec
 

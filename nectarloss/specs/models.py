@@ -40,8 +40,16 @@ from nectarloss.modifiers import (
     Sangoi,
     SuperLoss,
 )
-from nectarloss.schedules import CURVES, Schedule
-from nectarloss.specs.errors import closest, did_you_mean, show
+from nectarloss.schedules import (
+    CURVES,
+    Schedule,
+    check_curve,
+    check_exponential_value,
+    check_milestones,
+    check_window,
+)
+from nectarloss.specs.errors import show
+from nectarloss.validation import closest, did_you_mean, loss_name_problem
 
 __all__ = [
     "MODIFIER_SPECS",
@@ -72,9 +80,6 @@ NOISE_KINDS: tuple[str, ...] = get_args(_NoiseKind)
 _FORMULA_KINDS = NOISE_KINDS[:3]
 _BETA_KINDS = NOISE_KINDS[:2]
 _TABLE_KINDS = NOISE_KINDS[3:]
-
-#: Curves whose window needs ``end_epoch > start_epoch`` (checked again by ``Schedule``).
-_WINDOWED_CURVES = frozenset({"linear", "exponential", "cosine", "warmup"})
 
 _CURVE_NAMES: list[JsonValue] = [*sorted(CURVES)]
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -141,38 +146,27 @@ class ScheduleSpec(_Strict):
         default=Schedule.model_fields["factor"].default, ge=0.0, allow_inf_nan=False
     )
 
+    # The checks are Schedule's own (nectarloss.schedules), one per field, so that an error
+    # points at the field in the file.
     @field_validator("schedule")
     @classmethod
     def _check_curve(cls, value: str) -> str:
-        if value not in CURVES:
-            raise ValueError(
-                f"expected a curve name, one of {', '.join(sorted(CURVES))}, got "
-                f"{value!r}{did_you_mean(value, sorted(CURVES))}"
-            )
-        return value
+        return check_curve(value)
 
     @field_validator("end_epoch")
     @classmethod
     def _check_window(cls, value: int, info: ValidationInfo) -> int:
-        curve, start = info.data.get("schedule"), info.data.get("start_epoch")
-        if curve in _WINDOWED_CURVES and isinstance(start, int) and value <= start:
-            raise ValueError(
-                f"expected an int > start_epoch ({start}) for a {curve!r} schedule, got {value}"
-            )
-        return value
+        return check_window(info.data.get("schedule"), info.data.get("start_epoch"), value)
 
     @field_validator("initial_value", "target_value")
     @classmethod
     def _check_exponential(cls, value: float, info: ValidationInfo) -> float:
-        if info.data.get("schedule") == "exponential" and value <= 0.0:
-            raise ValueError(f"expected a float > 0 for an 'exponential' schedule, got {value}")
-        return value
+        return check_exponential_value(info.data.get("schedule"), value)
 
     @field_validator("milestones")
     @classmethod
     def _check_milestones(cls, value: list[int]) -> list[int]:
-        if value != sorted(value) or any(m < 0 for m in value):
-            raise ValueError(f"expected non-negative increasing ints, got {value}")
+        check_milestones(value)
         return value
 
 
@@ -436,15 +430,6 @@ class LossSpec(_Strict):
         return value
 
 
-def _check_loss_name(name: str) -> str | None:
-    """Why ``name`` cannot name a registered loss, or ``None`` if it can."""
-    if not name or name.strip() != name:
-        return "non-empty, without surrounding spaces"
-    if any(c in "/\\" or not c.isprintable() for c in name):
-        return "free of path separators and control characters"
-    return None
-
-
 class SpecFile(_Strict):
     """A whole spec file.
 
@@ -475,7 +460,7 @@ class SpecFile(_Strict):
     @classmethod
     def _check_names(cls, value: dict[str, LossSpec | None]) -> dict[str, LossSpec | None]:
         for name in value:
-            why = _check_loss_name(name)
+            why = loss_name_problem(name)
             if why is not None:
                 raise ValueError(f"expected loss names {why}, got {name!r}")
         return value

@@ -9,7 +9,7 @@ Example:
     >>> validate_document({"losses": {"G_L1": {"loss": "L1Loss", "wieght": 2}}}, "a.json", False)
     Traceback (most recent call last):
     ...
-    nectarloss.specs.errors.SpecError: a.json: losses.G_L1 expected only the keys loss, \
+    nectarloss.errors.SpecError: a.json: losses.G_L1 expected only the keys loss, \
 kwargs, weight, schedule, tags, modifiers, got unknown key 'wieght' (did you mean 'weight'?).
 """
 

@@ -271,6 +271,12 @@ def test_dump_drops_schedule_run_state() -> None:
     assert "current_value" not in schedule and schedule["schedule"] == "cosine"
 
 
+def test_schedule_current_value_from_older_dumps_is_accepted_and_ignored() -> None:
+    spec = {"losses": {"a": {"loss": "L1Loss", "schedule": {"end_epoch": 10, "current_value": 3}}}}
+    schedule = load_spec(spec)["a"].schedule
+    assert schedule is not None and schedule.end_epoch == 10
+
+
 # --------------------------------------------------------------------------- noise schedules
 def test_noise_schedule_dump_forms() -> None:
     assert dump_noise_schedule(build_noise_schedule({"kind": "linear", "num_steps": 7})) == {
