@@ -1,7 +1,7 @@
 """Per-sample modifiers against the seed formulas written eagerly.
 
 Sangoi on a ``[64, 4, 64, 64]`` float32 batch: nectarloss's ``sangoi_weight`` (default
-options, and ``seed_exact=True``) and the ``Sangoi`` module against the seed's
+options, and ``reference_exact=True``) and the ``Sangoi`` module against the seed's
 ``_sangoi_loss_modifier`` (``benchmarks/baselines/seed_modifiers.py``). Bandwidth is
 input bytes (prediction + target) over time, next to a plain ``copy_`` of those bytes.
 Target: at least 2x faster than the seed, results within 1e-6.
@@ -240,7 +240,9 @@ def bench_sangoi(device: torch.device, n: int, repeats: int, use_compile: bool) 
     cases: dict[str, Callable[[], Tensor]] = {
         "seed": lambda: seed_sangoi_modifier(table, timesteps, prediction, target),
         "ours": lambda: sangoi_weight(snr(), prediction, target),
-        "ours seed_exact": lambda: sangoi_weight(snr(), prediction, target, seed_exact=True),
+        "ours reference_exact": lambda: sangoi_weight(
+            snr(), prediction, target, reference_exact=True
+        ),
         "ours Sangoi module": lambda: module(per_sample, context) / per_sample,
         "proto: in-place": lambda: proto_sangoi_inplace(snr(), prediction, target),
         "proto: cache-blocked": lambda: proto_sangoi_blocked(snr(), prediction, target),
@@ -256,8 +258,8 @@ def bench_sangoi(device: torch.device, n: int, repeats: int, use_compile: bool) 
             notes.append(f"torch.compile unavailable for Sangoi: {exc}")
         else:
             compile_s = time.perf_counter() - start
-            cases["ours Sangoi(use_compile=True)"] = (
-                lambda: compiled_module(per_sample, context) / per_sample
+            cases["ours Sangoi(use_compile=True)"] = lambda: (
+                compiled_module(per_sample, context) / per_sample
             )
 
     full = prediction.numel()

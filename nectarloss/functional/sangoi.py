@@ -4,20 +4,20 @@
 absolute percentage error between prediction and target and the SNR is clamped to
 ``[1e-4, 100]``. The modified loss is ``loss * weight``.
 
-The seed (OneTrainer's ``_sangoi_loss_modifier``) has four rough edges, each fixed here
-behind an option that defaults to the fix:
+The reference implementation (OneTrainer's ``_sangoi_loss_modifier``, "the reference"
+below) has four rough edges, each fixed here behind an option that defaults to the fix:
 
-* ``sign_safe``: the seed divides by ``target + eps``, which is 0 (or tiny) for a target
-  of ``-eps``; we divide by ``|target| + eps``.
+* ``sign_safe``: the reference divides by ``target + eps``, which is 0 (or tiny) for a
+  target of ``-eps``; we divide by ``|target| + eps``.
 * ``upcast``: half-precision inputs (autocast) are cast to float32 before the division
   and the mean.
-* rank: the seed averages over dims ``[1, 2, 3]`` (4-D only); we average over every
+* rank: the reference averages over dims ``[1, 2, 3]`` (4-D only); we average over every
   non-batch dim, so 2-D, 3-D (tokens), 4-D (images) and 5-D (video) inputs all work.
 * ``detach``: the weight is computed from detached inputs, so it carries no gradient
-  (the seed lets gradients flow through it; pass ``detach=False`` for that).
+  (the reference lets gradients flow through it; pass ``detach=False`` for that).
 
-An optional ``mask`` restricts the MAPE to the masked elements. ``seed_exact=True``
-reproduces the seed's numbers bit for bit (4-D inputs give the seed's own result).
+An optional ``mask`` restricts the MAPE to the masked elements. ``reference_exact=True``
+reproduces the reference's numbers bit for bit (4-D inputs give its own result).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from nectarloss.validation import check_float, check_positive, check_tensor
 
 __all__ = ["SANGOI_SNR_RANGE", "mape", "sangoi", "sangoi_weight"]
 
-#: The seed's SNR clamp ``[min_snr, max_snr]``.
+#: The reference's SNR clamp ``[min_snr, max_snr]``.
 SANGOI_SNR_RANGE = (1e-4, 100.0)
-#: The seed's epsilon in the MAPE denominator.
+#: The reference's epsilon in the MAPE denominator.
 _EPS = 1e-8
 
 
@@ -120,10 +120,10 @@ def _mape_compute(
     return _per_sample_mean(error, mask)
 
 
-def _sangoi_weight_seed(
+def _sangoi_weight_reference(
     snr: Tensor, predicted: Tensor, target: Tensor, eps: float, snr_range: tuple[float, float]
 ) -> Tensor:
-    """The seed's operations in the seed's order and dtype (bit-exact on 4-D inputs)."""
+    """The reference's operations in its order and dtype (bit-exact on 4-D inputs)."""
     snr = torch.clamp(snr, min=snr_range[0], max=snr_range[1])
     mape_ = torch.abs((target - predicted) / (target + eps))
     mape_ = torch.clamp(mape_, min=0, max=1)
@@ -144,14 +144,14 @@ def _sangoi_weight_compute(
     sign_safe: bool,
     upcast: bool,
     detach: bool,
-    seed_exact: bool,
+    reference_exact: bool,
 ) -> Tensor:
     """Shared by :func:`sangoi_weight` and :class:`~nectarloss.modifiers.Sangoi`."""
     if detach:
         prediction, target = prediction.detach(), target.detach()
     snr = snr.detach()
-    if seed_exact:
-        return _sangoi_weight_seed(snr, prediction, target, eps, snr_range)
+    if reference_exact:
+        return _sangoi_weight_reference(snr, prediction, target, eps, snr_range)
     error = _mape_compute(prediction, target, mask, eps, 1.0, sign_safe, upcast)
     snr = snr.to(error.dtype).clamp(min=snr_range[0], max=snr_range[1])
     return torch.exp(-(1.0 - error) * torch.log1p(snr))
@@ -161,15 +161,15 @@ def _check_sangoi_options(
     owner: str,
     eps: object,
     snr_range: object,
-    seed_exact: object,
+    reference_exact: object,
     mask: object,
 ) -> tuple[float, tuple[float, float]]:
     eps_value = check_positive(owner, "eps", eps)
     low_high = _check_snr_range(owner, snr_range)
-    if seed_exact and mask is not None:
+    if reference_exact and mask is not None:
         raise ValueError(
-            f"{owner}: `mask` expected None with seed_exact=True (the seed has no mask), "
-            f"got a {type(mask).__name__}."
+            f"{owner}: `mask` expected None with reference_exact=True (the reference has no "
+            f"mask), got a {type(mask).__name__}."
         )
     return eps_value, low_high
 
@@ -187,7 +187,7 @@ def mape(
     """Per-sample mean absolute percentage error, each element clamped to ``max_error``.
 
     ``|(target - prediction) / (|target| + eps)|`` elementwise (``target + eps`` if
-    ``sign_safe`` is False, as in the Sangoi seed), clamped to ``[0, max_error]``, then
+    ``sign_safe`` is False, as in the reference), clamped to ``[0, max_error]``, then
     averaged over every non-batch dimension, or over the elements where ``mask`` is
     nonzero (a float mask weights them). A sample whose mask is all zero gets 1.
 
@@ -198,7 +198,7 @@ def mape(
             the trailing dims), bool or float.
         eps: Added to the denominator, > 0.
         max_error: Elementwise clamp of the error, or None for no clamp.
-        sign_safe: Divide by ``|target| + eps`` (True) or ``target + eps`` (seed).
+        sign_safe: Divide by ``|target| + eps`` (True) or ``target + eps`` (the reference).
         upcast: Compute half-precision inputs in float32.
 
     Returns:
@@ -231,7 +231,7 @@ def sangoi_weight(
     sign_safe: bool = True,
     upcast: bool = True,
     detach: bool = True,
-    seed_exact: bool = False,
+    reference_exact: bool = False,
 ) -> Tensor:
     """Per-sample Sangoi weight ``exp(-(1 - MAPE) * log(1 + clamp(SNR)))``.
 
@@ -244,21 +244,21 @@ def sangoi_weight(
         target: Target, same shape as ``prediction``.
         mask: Optional mask broadcastable to the inputs; the MAPE is averaged over it.
         eps: Added to the MAPE denominator.
-        snr_range: ``(low, high)`` clamp of the SNR (the seed's ``[1e-4, 100]``).
-        sign_safe: Divide by ``|target| + eps`` instead of the seed's ``target + eps``.
+        snr_range: ``(low, high)`` clamp of the SNR (the reference's ``[1e-4, 100]``).
+        sign_safe: Divide by ``|target| + eps`` instead of the reference's ``target + eps``.
         upcast: Compute in float32 when the inputs are half precision.
         detach: Compute the weight from detached inputs (no gradient through it).
-        seed_exact: Run the seed's exact operations (no sign safety, no upcast, no mask),
-            reproducing its numbers bit for bit.
+        reference_exact: Run the reference implementation's exact operations (no sign
+            safety, no upcast, no mask), reproducing its numbers bit for bit.
 
     Returns:
         The weight, shape ``[B]``, float32 or wider (the input dtype with
-        ``seed_exact=True``).
+        ``reference_exact=True``).
 
     Raises:
         TypeError: If an input is not a Tensor or an option has the wrong type.
         ValueError: If shapes disagree, an option is out of range, or a mask is given with
-            ``seed_exact=True``.
+            ``reference_exact=True``.
 
     Example:
         >>> target = torch.ones(2, 3)
@@ -272,7 +272,7 @@ def sangoi_weight(
     """
     prediction, target = _check_inputs("sangoi_weight", prediction, target)
     snr = check_tensor("sangoi_weight", "snr", snr)
-    eps, low_high = _check_sangoi_options("sangoi_weight", eps, snr_range, seed_exact, mask)
+    eps, low_high = _check_sangoi_options("sangoi_weight", eps, snr_range, reference_exact, mask)
     checked_mask = _check_mask("sangoi_weight", mask, prediction.shape)
     return _sangoi_weight_compute(
         snr,
@@ -284,7 +284,7 @@ def sangoi_weight(
         sign_safe,
         upcast,
         detach,
-        seed_exact,
+        reference_exact,
     )
 
 
@@ -300,7 +300,7 @@ def sangoi(
     sign_safe: bool = True,
     upcast: bool = True,
     detach: bool = True,
-    seed_exact: bool = False,
+    reference_exact: bool = False,
 ) -> Tensor:
     """Per-sample loss times :func:`sangoi_weight`.
 
@@ -315,7 +315,7 @@ def sangoi(
         sign_safe: See :func:`sangoi_weight`.
         upcast: See :func:`sangoi_weight`.
         detach: See :func:`sangoi_weight`.
-        seed_exact: See :func:`sangoi_weight`.
+        reference_exact: See :func:`sangoi_weight`.
 
     Returns:
         ``loss * weight``, shape ``[B]``.
@@ -347,7 +347,7 @@ def sangoi(
         sign_safe=sign_safe,
         upcast=upcast,
         detach=detach,
-        seed_exact=seed_exact,
+        reference_exact=reference_exact,
     )
 
 

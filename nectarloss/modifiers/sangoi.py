@@ -36,19 +36,20 @@ class Sangoi(Modifier):
     ``[0, 1]`` per element, averaged over every non-batch dim, or over
     ``context.extra["mask"]`` when given); the SNR comes from ``noise_schedule`` at
     ``context.timesteps``, clamped to ``snr_range``. See
-    :mod:`nectarloss.functional.sangoi` for the fixes over the seed, each an option here.
+    :mod:`nectarloss.functional.sangoi` for the fixes over the reference implementation
+    (OneTrainer's), each an option here.
     Functional twin: :func:`~nectarloss.functional.sangoi`.
 
     Args:
         noise_schedule: A :class:`NoiseSchedule` or a diffusers-style scheduler.
-        eps: Added to the MAPE denominator (the seed's ``1e-8``).
-        snr_range: ``(low, high)`` clamp of the SNR (the seed's ``(1e-4, 100)``).
+        eps: Added to the MAPE denominator (the reference's ``1e-8``).
+        snr_range: ``(low, high)`` clamp of the SNR (the reference's ``(1e-4, 100)``).
         sign_safe: Divide by ``|target| + eps`` (True) instead of ``target + eps``.
         upcast: Compute in float32 when the inputs are half precision (autocast).
         detach: The weight carries no gradient (True); False lets gradients flow through
-            it into the prediction, as in the seed.
-        seed_exact: Reproduce the seed's numbers bit for bit (implies no sign safety, no
-            upcast, no mask).
+            it into the prediction, as in the reference.
+        reference_exact: Reproduce the reference implementation's numbers bit for bit
+            (implies no sign safety, no upcast, no mask).
         mask_key: Key of the optional mask in ``context.extra``; None ignores masks.
         use_compile: Fuse the weight computation with ``torch.compile`` (one pass over
             the data once compiled; the first call compiles, which takes seconds).
@@ -85,7 +86,7 @@ class Sangoi(Modifier):
         sign_safe: bool = True,
         upcast: bool = True,
         detach: bool = True,
-        seed_exact: bool = False,
+        reference_exact: bool = False,
         mask_key: str | None = "mask",
         use_compile: bool = False,
     ) -> None:
@@ -95,7 +96,7 @@ class Sangoi(Modifier):
         self.sign_safe = check_bool("Sangoi", "sign_safe", sign_safe)
         self.upcast = check_bool("Sangoi", "upcast", upcast)
         self.detach = check_bool("Sangoi", "detach", detach)
-        self.seed_exact = check_bool("Sangoi", "seed_exact", seed_exact)
+        self.reference_exact = check_bool("Sangoi", "reference_exact", reference_exact)
         if mask_key is not None and not isinstance(mask_key, str):
             raise TypeError(
                 f"Sangoi: `mask_key` expected a str or None, got {type(mask_key).__name__}."
@@ -120,7 +121,7 @@ class Sangoi(Modifier):
 
         Raises:
             ValueError: If ``timesteps`` or the target is missing, a shape disagrees, or a
-                mask is given with ``seed_exact=True``.
+                mask is given with ``reference_exact=True``.
             TypeError: If ``timesteps``, an input or the mask is not a Tensor.
         """
         timesteps = context.require_timesteps(type(self).__name__)
@@ -129,7 +130,7 @@ class Sangoi(Modifier):
         _check_batch(owner, loss, prediction)
         _check_per_sample(owner, loss, "timesteps", timesteps)
         mask = context.extra.get(self.mask_key) if self.mask_key is not None else None
-        _check_sangoi_options(owner, self.eps, self.snr_range, self.seed_exact, mask)
+        _check_sangoi_options(owner, self.eps, self.snr_range, self.reference_exact, mask)
         checked_mask = _check_mask(owner, mask, prediction.shape)
         compute = maybe_compiled(_sangoi_weight_compute, self.use_compile)
         weight: Tensor = compute(
@@ -142,7 +143,7 @@ class Sangoi(Modifier):
             self.sign_safe,
             self.upcast,
             self.detach,
-            self.seed_exact,
+            self.reference_exact,
         )
         return loss * weight
 
@@ -150,6 +151,7 @@ class Sangoi(Modifier):
         """Show the options."""
         return (
             f"eps={self.eps}, snr_range={self.snr_range}, sign_safe={self.sign_safe}, "
-            f"upcast={self.upcast}, detach={self.detach}, seed_exact={self.seed_exact}, "
+            f"upcast={self.upcast}, detach={self.detach}, "
+            f"reference_exact={self.reference_exact}, "
             f"mask_key={self.mask_key!r}, use_compile={self.use_compile}"
         )

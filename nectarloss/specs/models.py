@@ -352,7 +352,7 @@ class SangoiSpec(_SNRSpecBase):
     sign_safe: bool = _default(Sangoi, "sign_safe")
     upcast: bool = _default(Sangoi, "upcast")
     detach: bool = _default(Sangoi, "detach")
-    seed_exact: bool = _default(Sangoi, "seed_exact")
+    reference_exact: bool = _default(Sangoi, "reference_exact")
     mask_key: str | None = _default(Sangoi, "mask_key")
     use_compile: bool = _default(Sangoi, "use_compile")
 

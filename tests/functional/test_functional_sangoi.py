@@ -23,20 +23,20 @@ def _inputs(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_seed_exact_is_bit_for_bit(dtype: torch.dtype) -> None:
+def test_reference_exact_is_bit_for_bit(dtype: torch.dtype) -> None:
     snr, prediction, target = _inputs((6, 4, 8, 8), dtype)
     assert bool(((target + 1e-8) != 0).all())
-    ours = sangoi_weight(snr, prediction, target, seed_exact=True)
+    ours = sangoi_weight(snr, prediction, target, reference_exact=True)
     assert ours.dtype == dtype
     assert torch.equal(ours, seed_sangoi_weight(snr, prediction, target))
 
 
-def test_seed_exact_gradients_match_seed_with_detach_false() -> None:
+def test_reference_exact_gradients_match_seed_with_detach_false() -> None:
     snr, prediction, target = _inputs((3, 2, 4, 4), torch.float64)
     p1 = prediction.clone().requires_grad_(True)
     p2 = prediction.clone().requires_grad_(True)
     (g_ours,) = torch.autograd.grad(
-        sangoi_weight(snr, p1, target, seed_exact=True, detach=False).sum(), p1
+        sangoi_weight(snr, p1, target, reference_exact=True, detach=False).sum(), p1
     )
     (g_seed,) = torch.autograd.grad(seed_sangoi_weight(snr, p2, target).sum(), p2)
     assert torch.equal(g_ours, g_seed)
@@ -148,9 +148,9 @@ def test_mape_reference_values() -> None:
         ({"eps": 0.0}, ValueError, r"sangoi_weight: `eps` expected a finite float > 0, got 0.0"),
         ({"snr_range": (1.0, 1.0)}, ValueError, r"`snr_range` expected 0 <= low < high"),
         (
-            {"seed_exact": True, "mask": torch.ones(2, 4)},
+            {"reference_exact": True, "mask": torch.ones(2, 4)},
             ValueError,
-            r"`mask` expected None with seed_exact=True",
+            r"`mask` expected None with reference_exact=True",
         ),
     ],
 )
@@ -196,16 +196,18 @@ def test_float32_under_autocast() -> None:
     )
 
 
-@pytest.mark.parametrize("seed_exact", [False, True])
+@pytest.mark.parametrize("reference_exact", [False, True])
 @pytest.mark.parametrize("shape", [(0,), (0, 4), (0, 3, 8, 8)])
-def test_empty_batch(shape: tuple[int, ...], seed_exact: bool) -> None:
+def test_empty_batch(shape: tuple[int, ...], reference_exact: bool) -> None:
     prediction = torch.randn(shape, requires_grad=True)
     target = torch.randn(shape)
     loss, snr = torch.zeros(0), torch.zeros(0)
     assert mape(prediction, target).shape == (0,)
-    assert sangoi_weight(snr, prediction, target, seed_exact=seed_exact).shape == (0,)
-    mask = None if seed_exact else torch.ones(shape, dtype=torch.bool)
-    out = sangoi(loss, snr, prediction, target, mask=mask, detach=False, seed_exact=seed_exact)
+    assert sangoi_weight(snr, prediction, target, reference_exact=reference_exact).shape == (0,)
+    mask = None if reference_exact else torch.ones(shape, dtype=torch.bool)
+    out = sangoi(
+        loss, snr, prediction, target, mask=mask, detach=False, reference_exact=reference_exact
+    )
     assert out.shape == (0,)
     out.sum().backward()
     assert prediction.grad is not None and prediction.grad.shape == shape

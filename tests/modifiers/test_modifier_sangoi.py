@@ -33,10 +33,10 @@ def test_module_equals_functional_any_rank(shape: tuple[int, ...]) -> None:
     torch.testing.assert_close(out, sangoi(loss, SCHEDULE.snr(timesteps), prediction, target))
 
 
-def test_seed_exact_bit_for_bit() -> None:
+def test_reference_exact_bit_for_bit() -> None:
     loss, prediction, target, timesteps = _batch((6, 4, 16, 16))
     ctx = LossContext("mse", (prediction, target), timesteps=timesteps)
-    out = Sangoi(SCHEDULE, seed_exact=True)(loss, ctx)
+    out = Sangoi(SCHEDULE, reference_exact=True)(loss, ctx)
     expected = loss * seed_sangoi_weight(SCHEDULE.snr(timesteps), prediction, target)
     assert torch.equal(out, expected)
 
@@ -58,9 +58,9 @@ def test_mask_from_context_extra() -> None:
         sangoi(loss, snr, prediction, target, mask=mask),
     )
     with pytest.raises(
-        ValueError, match=r"mse: modifier Sangoi: `mask` expected None with seed_exact=True"
+        ValueError, match=r"mse: modifier Sangoi: `mask` expected None with reference_exact=True"
     ):
-        Sangoi(SCHEDULE, seed_exact=True)(loss, ctx)
+        Sangoi(SCHEDULE, reference_exact=True)(loss, ctx)
 
 
 def test_detach_option() -> None:
@@ -135,7 +135,7 @@ def test_state_dict_and_scheduler_object() -> None:
     )
     assert list(modifier.state_dict()) == ["noise_schedule.snr_table"]
     torch.testing.assert_close(modifier.noise_schedule.snr_table, torch.tensor([9.0, 1.0, 1 / 9]))
-    assert "seed_exact=False" in repr(modifier)
+    assert "reference_exact=False" in repr(modifier)
 
 
 def test_half_precision_inputs_give_float32() -> None:

@@ -31,7 +31,7 @@ SHAPE = (3, 8, 8)
 
 MODIFIERS: dict[str, Callable[[], Modifier]] = {
     "Sangoi": lambda: Sangoi(SCHEDULE),
-    "Sangoi-seed_exact": lambda: Sangoi(SCHEDULE, seed_exact=True, mask_key=None),
+    "Sangoi-reference_exact": lambda: Sangoi(SCHEDULE, reference_exact=True, mask_key=None),
     "Sangoi-no_detach": lambda: Sangoi(SCHEDULE, detach=False),
     "SuperLoss-exp": lambda: SuperLoss("exp"),
     "SuperLoss-global": lambda: SuperLoss("global"),
@@ -57,7 +57,7 @@ def _batch(seed: int, batch: int, float_timesteps: bool = False) -> tuple[Tensor
 
 
 def _without_mask(modifier: Modifier, ctx: LossContext) -> LossContext:
-    if getattr(modifier, "seed_exact", False):
+    if getattr(modifier, "reference_exact", False):
         return LossContext(ctx.loss_name, ctx.inputs, timesteps=ctx.timesteps)
     return ctx
 

@@ -40,7 +40,7 @@ class _ItemCounter(TorchDispatchMode):
 def _modifiers() -> list[Modifier]:
     return [
         Sangoi(SCHEDULE),
-        Sangoi(SCHEDULE, seed_exact=True, mask_key=None),
+        Sangoi(SCHEDULE, reference_exact=True, mask_key=None),
         Sangoi(SCHEDULE, detach=False),
         SuperLoss("exp"),
         SuperLoss("global"),
@@ -58,7 +58,7 @@ def test_forward_and_backward_do_not_sync(modifier: Modifier, float_timesteps: b
     target = torch.randn(4, 3, 8, 8)
     timesteps = torch.rand(4) * 999 if float_timesteps else torch.randint(0, 1000, (4,))
     mask = torch.rand(4, 1, 8, 8) > 0.3
-    extra = {} if getattr(modifier, "seed_exact", False) else {"mask": mask}
+    extra = {} if getattr(modifier, "reference_exact", False) else {"mask": mask}
     ctx = LossContext("mse", (prediction, target), timesteps=timesteps, extra=extra)
     items = _ItemCounter()
     with SyncCounter() as counter, items:
@@ -73,7 +73,7 @@ def test_forward_and_backward_do_not_sync(modifier: Modifier, float_timesteps: b
 @pytest.mark.parametrize("modifier", _modifiers(), ids=lambda m: repr(m).split("(")[0])
 def test_bad_and_empty_batches_do_not_sync(modifier: Modifier) -> None:
     """The guarded state update (NaN, inf and empty batches) stays on the device."""
-    extra_ok = not getattr(modifier, "seed_exact", False)
+    extra_ok = not getattr(modifier, "reference_exact", False)
     items = _ItemCounter()
     with SyncCounter() as counter, items:
         for batch, bad in ((4, None), (4, math.nan), (4, math.inf), (0, None), (4, None)):
