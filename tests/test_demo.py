@@ -66,8 +66,9 @@ def read_png(path: Path) -> tuple[int, int, bytes]:
 
 
 # ---------------------------------------------------------------------------- config
-def test_packaged_config_is_byte_identical_to_repo_config() -> None:
-    assert DEFAULT_CONFIG_PATH.read_bytes() == REPO_CONFIG.read_bytes()
+def test_repo_config_is_a_link_to_the_packaged_config() -> None:
+    assert REPO_CONFIG.is_symlink()
+    assert REPO_CONFIG.resolve() == DEFAULT_CONFIG_PATH.resolve()
 
 
 def test_default_config_validates_and_matches_model_defaults() -> None:

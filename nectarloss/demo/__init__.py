@@ -3,7 +3,7 @@
 Everything the demo needs is here and runs offline, one concern per module:
 
 * :mod:`~nectarloss.demo.config`: :class:`DemoConfig`, the run settings, read from
-  ``configs/demo.json`` (the packaged copy :data:`DEFAULT_CONFIG_PATH` is identical).
+  ``configs/demo.json`` (a link to the packaged file :data:`DEFAULT_CONFIG_PATH`).
 * :mod:`~nectarloss.demo.data`: :func:`make_pairs`, a seeded, procedural paired data
   set. The input is the edge map of a few overlapping shapes (circles, squares,
   diamonds); the target is the same picture with every shape filled in the color of its

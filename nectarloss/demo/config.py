@@ -1,7 +1,8 @@
 """Run settings of the demo: :class:`DemoConfig`, read from ``configs/demo.json``.
 
-The packaged copy of that file is :data:`DEFAULT_CONFIG_PATH`; :func:`load_demo_config`
-reads either, :func:`resolve_device` turns the configured device name into a device.
+That file is a link to the packaged one, :data:`DEFAULT_CONFIG_PATH` (the single
+source); :func:`load_demo_config` reads it or any other file, :func:`resolve_device`
+turns the configured device name into a device.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = [
     "resolve_device",
 ]
 
-#: The packaged default run settings (byte-identical to the repository's ``configs/demo.json``).
+#: The packaged default run settings (the repository's ``configs/demo.json`` links here).
 DEFAULT_CONFIG_PATH = Path(__file__).parents[1] / "demo_config.json"
 
 
