@@ -28,8 +28,9 @@ from nectarloss.modifiers import (
     SuperLoss,
 )
 from nectarloss.noise import NoiseSchedule
-from nectarloss.records import LMLoss, check_weight
+from nectarloss.records import LMLoss
 from nectarloss.specs.build import build_noise_schedule
+from nectarloss.validation import check_weight
 
 __all__ = ["classification", "diffusion", "metric_triplet", "pix2pix"]
 
