@@ -26,6 +26,7 @@ def test_console_script_module() -> None:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,  # a hard stop for a hang, not a timing check
     )
     assert "nectarloss" in out.stdout
 

@@ -34,7 +34,7 @@ from nectarloss.distributed import (
     plan_merge,
     reduce_pending,
 )
-from nectarloss.log import LOG_FILENAME
+from nectarloss.log import LOG_FILENAME, LossLogWriter
 from nectarloss.modifiers import SuperLoss
 from nectarloss.transfer import pending_to_host, values_to_host
 
@@ -276,16 +276,17 @@ def scenario_write_failure(rank: int, exp: Path) -> dict[str, Any]:
     lm.compute_loss_xy("a", *ones(rank + 1))
     lm.update_loss_log()  # writes the header
     lm.compute_loss_xy("a", *ones(rank + 3))
-    writer = None if lm._log is None else lm._log.writer
-    if writer is not None:
-        real_append = writer.append
+    real_append = LossLogWriter.append
 
-        def failing(lines: Any) -> None:
-            writer.append = real_append  # type: ignore[method-assign]
-            raise OSError(28, "No space left on device")
+    def failing(writer: LossLogWriter, lines: Any) -> int:  # only rank 0 has a writer
+        LossLogWriter.append = real_append  # type: ignore[method-assign]
+        raise OSError(28, "No space left on device")
 
-        writer.append = failing  # type: ignore[method-assign]
-    error = error_of(lm.update_loss_log)
+    LossLogWriter.append = failing  # type: ignore[method-assign]
+    try:
+        error = error_of(lm.update_loss_log)
+    finally:
+        LossLogWriter.append = real_append  # type: ignore[method-assign]
     kept = lm.get_registered_losses(strip=False)["a"].history.count
     lm.close()
     return {"error": error, "kept": kept}
@@ -336,11 +337,10 @@ def worker(rank: int, port: int, root: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("ddp")
+def spawn_ranks(target: Callable[[int, int, str], None], root: str) -> None:
+    """Run ``target(rank, port, root)`` on ``WORLD`` spawned ranks; fail if they hang."""
     context = mp.start_processes(
-        worker, args=(free_port(), str(root)), nprocs=WORLD, join=False, start_method="spawn"
+        target, args=(free_port(), root), nprocs=WORLD, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     while not context.join(timeout=1.0):
@@ -348,6 +348,12 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[dict
             for process in context.processes:
                 process.kill()
             pytest.fail(f"the {WORLD} ranks did not finish in {JOIN_TIMEOUT_S} s (a hang?)")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("ddp")
+    spawn_ranks(worker, str(root))
 
     def results(name: str) -> list[dict[str, Any]]:
         out = [json.loads((root / f"{name}.{r}.json").read_text()) for r in range(WORLD)]
@@ -475,13 +481,7 @@ def destroyed_group_worker(rank: int, port: int, root: str) -> None:
 def test_flush_after_the_process_group_is_gone_refuses_instead_of_writing_one_rank(
     tmp_path: Path,
 ) -> None:
-    mp.start_processes(
-        destroyed_group_worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=WORLD,
-        join=True,
-        start_method="spawn",
-    )
+    spawn_ranks(destroyed_group_worker, str(tmp_path))
     for rank in range(WORLD):
         result = json.loads((tmp_path / f"{rank}.json").read_text())
         kind, message = result["error"]

@@ -2,12 +2,15 @@
 
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -183,51 +186,112 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run_child(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+#: Hard stop for a child that hangs (generous: the machine may be busy); never a timing check.
+CHILD_TIMEOUT_S = 60.0
+
+
+def stop(child: subprocess.Popen[bytes], why: str) -> NoReturn:
+    """Kill ``child`` and fail the test with ``why``, its exit code and its stderr."""
+    child.kill()
+    _, err = child.communicate(timeout=CHILD_TIMEOUT_S)
+    stderr = err.decode(errors="replace")
+    pytest.fail(f"{why} (exit code {child.returncode}); its stderr:\n{stderr}")
+
+
+def wait_for_ready(child: subprocess.Popen[bytes]) -> None:
+    """Read the child's stdout until it prints ``ready``; fail at its EOF or at the deadline."""
+    assert child.stdout is not None
+    fd = child.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while b"ready\n" not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            stop(child, f"the child did not print 'ready' within {CHILD_TIMEOUT_S} s")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:  # EOF: the child closed stdout, so it died or exited
+                stop(child, "the child exited before printing 'ready'")
+            seen += chunk
+
+
+def wait_for_exit(child: subprocess.Popen[bytes]) -> int:
+    """The child's exit code; fail (killing it) if it is still running at the deadline."""
+    try:
+        child.wait(timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        stop(child, f"the child did not exit within {CHILD_TIMEOUT_S} s")
+    return child.returncode
+
+
+@pytest.fixture
+def run_child(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    """Start ``SCRIPT`` in a child process; any child still running is killed afterwards."""
     script = tmp_path / "child.py"
     script.write_text(SCRIPT)
-    return subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "exp"), mode],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start(mode: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "exp"), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
 
 
-def test_normal_exit_flushes(tmp_path: Path) -> None:
-    child = run_child(tmp_path, "exit")
-    assert child.wait(timeout=60) == 0
+def test_normal_exit_flushes(
+    tmp_path: Path, run_child: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    child = run_child("exit")
+    if wait_for_exit(child) != 0:
+        stop(child, "the child failed")
     assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"].steps == list(range(25))
 
 
-def test_sigterm_flushes_then_exits(tmp_path: Path) -> None:
-    child = run_child(tmp_path, "term")
-    assert child.stdout is not None
-    while "ready" not in child.stdout.readline():
-        pass
+def test_sigterm_flushes_then_exits(
+    tmp_path: Path, run_child: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    child = run_child("term")
+    wait_for_ready(child)
     child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    assert wait_for_exit(child) == 128 + signal.SIGTERM
     assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"].steps == list(range(25))
 
 
-def test_without_opt_in_sigterm_keeps_its_default_action(tmp_path: Path) -> None:
-    child = run_child(tmp_path, "term-default")
-    assert child.stdout is not None
-    while "ready" not in child.stdout.readline():
-        pass
+def test_without_opt_in_sigterm_keeps_its_default_action(
+    tmp_path: Path, run_child: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    child = run_child("term-default")
+    wait_for_ready(child)
     child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=60) == -signal.SIGTERM  # no handler of ours: no flush
+    assert wait_for_exit(child) == -signal.SIGTERM  # no handler of ours: no flush
     series = read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"]
     assert series.steps == list(range(20))  # the two automatic flushes only
 
 
-def test_sigkill_leaves_a_readable_log(tmp_path: Path) -> None:
-    child = run_child(tmp_path, "kill")
+def test_sigkill_leaves_a_readable_log(
+    tmp_path: Path, run_child: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    child = run_child("kill")
     log_path = tmp_path / "exp" / LOG_FILENAME
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log_path.exists() or log_path.stat().st_size < 20_000):
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while not log_path.exists() or log_path.stat().st_size < 20_000:
+        if child.poll() is not None:
+            stop(child, "the child exited before it was killed")
+        if time.monotonic() > deadline:
+            stop(child, f"the log did not reach 20 kB within {CHILD_TIMEOUT_S} s")
         time.sleep(0.05)
     child.kill()
-    child.wait(timeout=60)
+    wait_for_exit(child)
     series = read_log(log_path).losses["a"]
     assert len(series.steps) >= 10 and len(series.steps) % 10 == 0  # whole flushed chunks only
     assert series.steps == list(range(len(series.steps)))
