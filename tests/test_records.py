@@ -104,4 +104,8 @@ def test_step_schedule_weights_are_not_stored_per_step() -> None:
     for i in range(1000):
         h.record(torch.tensor(1.0), 0.5 * (10 + i), step=10 + i)
     assert h.weights == [0.5 * s for s in range(10, 1010)]
-    assert h.state_dict()["weight_runs"] == []  # nothing stored: 4 bytes per step
+    assert h.weight_nbytes == 0  # nothing stored: 4 bytes per step, on the device
+    restored = LMHistory(capacity=1000, weight_of_step=lambda step: 0.5 * step)
+    restored.load_state_dict(h.state_dict())
+    assert list(restored.steps) == list(range(10, 1010))
+    assert restored.weights == h.weights and restored.losses == [1.0] * 1000
