@@ -40,7 +40,8 @@ TINY = {
     "num_heldout": 16,
     "log_every": 5,
 }
-#: The issue's acceptance bar: the held-out L1 ends below this fraction of the initial.
+#: The held-out L1 must end below this fraction of the initial one. A loose bound: the seeded
+#: TINY run ends at 0.27 of it on CPU (measured, torch 2.13), so other devices and versions fit.
 L1_DROP = 0.7
 
 

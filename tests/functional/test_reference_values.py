@@ -1,4 +1,4 @@
-"""Reference numbers given by the project's modifier issue, each with its source."""
+"""Published reference values for the modifiers' math, each constant with its source."""
 
 import math
 

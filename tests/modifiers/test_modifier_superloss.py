@@ -24,7 +24,8 @@ GLOBAL_TAU_AFTER_2 = 4.0
 def _fastestimator_reference(losses: list[np.ndarray], lam: float) -> list[np.ndarray]:
     """Inline re-implementation of FastEstimator's SuperLoss (threshold='exp') with scipy.
 
-    Uses the spec's max(-2/e, beta) cap, with W0(-1/e) = -1 exactly.
+    Uses the paper's max(-2/e, beta) cap (Castells et al. 2020; FastEstimator caps at
+    -1.9999998/e), with W0(-1/e) = -1 exactly.
     """
     outputs, tau, initialized = [], 0.0, False
     for loss in losses:

@@ -1,4 +1,4 @@
-"""Every modifier survives a non-finite or empty per-sample batch (issue 11, item 8).
+"""Every modifier survives a non-finite or empty per-sample batch.
 
 A bad batch (a NaN or inf per-sample loss, or ``B = 0``) still gets an output of shape
 ``[B]``, but leaves the modifier's state (every buffer in ``state_dict``) exactly as if
