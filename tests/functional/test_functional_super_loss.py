@@ -10,7 +10,7 @@ import torch
 from scipy.special import lambertw as scipy_lambertw
 
 from nectarloss.functional import super_loss, super_loss_confidence
-from nectarloss.functional.super_loss import _running_super_loss, _update_threshold
+from nectarloss.modifiers import SuperLoss
 
 OMEGA = 0.5671432904097838  # W0(1), OEIS A030178; exp(-OMEGA) == OMEGA
 # loss - tau = 2, lambda = 1: beta = 2, sigma* = exp(-W0(1)) = OMEGA,
@@ -116,40 +116,40 @@ def test_non_finite_losses_stay_per_sample() -> None:
     torch.testing.assert_close(out[[0, 2]], super_loss(loss[[0, 2]], tau=1.0))
 
 
-# The running-threshold update shared by SuperLoss and manual callers: exp momentum 0.1.
+# The running threshold (threshold="exp", momentum 0.1) that SuperLoss feeds to these
+# functions: the first batch sets tau to its mean, then tau <- tau - 0.1 * (tau - mean).
 TAU_AFTER_EXP_STEP = 2.0 - 0.1 * (2.0 - 6.0)
 
 
-@pytest.mark.parametrize(
-    "batch_mean",
-    [math.nan, math.inf, -math.inf],
-    ids=["nan", "inf", "-inf"],
-)
+def running(*batches: list[float]) -> SuperLoss:
+    """A SuperLoss(threshold="exp") in float64 that has seen ``batches``."""
+    modifier = SuperLoss(threshold="exp", momentum=0.1).to(torch.float64)
+    for batch in batches:
+        modifier(torch.tensor(batch, dtype=torch.float64))
+    return modifier
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("is_initialized", [False, True])
-def test_update_threshold_skips_non_finite_mean(batch_mean: float, is_initialized: bool) -> None:
-    tau = torch.tensor(2.0, dtype=torch.float64)
-    flag = torch.tensor(is_initialized)
-    mean = torch.tensor(batch_mean, dtype=torch.float64)
-    new_tau, is_valid = _update_threshold(tau, flag, mean, 0.1)
-    assert torch.equal(new_tau, tau)
-    assert not bool(is_valid)
+def test_running_threshold_skips_non_finite_mean(bad: float, is_initialized: bool) -> None:
+    before = [[2.0]] if is_initialized else []
+    modifier = running(*before, [1.0, bad])
+    assert modifier.tau.item() == (2.0 if is_initialized else 0.0)  # unchanged
+    modifier(torch.tensor([6.0], dtype=torch.float64))  # as if the bad batch was skipped
+    expected = TAU_AFTER_EXP_STEP if is_initialized else 6.0
+    assert modifier.tau.item() == pytest.approx(expected)
 
 
-def test_update_threshold_moves_on_finite_mean() -> None:
-    tau = torch.tensor(2.0, dtype=torch.float64)
-    mean = torch.tensor(6.0, dtype=torch.float64)
-    new_tau, is_valid = _update_threshold(tau, torch.tensor(True), mean, 0.1)
-    assert new_tau.item() == pytest.approx(TAU_AFTER_EXP_STEP)
-    assert bool(is_valid)
-    new_tau, _ = _update_threshold(tau, torch.tensor(False), mean, 0.1)
-    assert new_tau.item() == 6.0  # the first batch sets tau to its mean
+def test_running_threshold_moves_on_finite_mean() -> None:
+    assert running([2.0, 2.0]).tau.item() == 2.0  # the first batch sets tau to its mean
+    assert running([2.0], [6.0]).tau.item() == pytest.approx(TAU_AFTER_EXP_STEP)
 
 
 @pytest.mark.parametrize("bad", ["nan", "empty"])
-def test_running_super_loss_keeps_tau_on_bad_batch(bad: str) -> None:
+def test_bad_batch_is_computed_with_the_unchanged_tau(bad: str) -> None:
     loss = torch.tensor([1.0, math.nan]) if bad == "nan" else torch.empty(0)
-    tau = torch.tensor(2.0)
-    new_tau, out, sigma, is_valid = _running_super_loss(loss, tau, torch.tensor(True), 0.1, 1.0)
-    assert torch.equal(new_tau, tau) and not bool(is_valid)
-    assert out.shape == sigma.shape == loss.shape
-    torch.testing.assert_close(out, super_loss(loss, tau), equal_nan=True)
+    modifier = running([2.0])
+    out = modifier(loss.double())
+    assert modifier.tau.item() == 2.0
+    assert out.shape == modifier.confidences.shape == loss.shape
+    torch.testing.assert_close(out, super_loss(loss.double(), 2.0), equal_nan=True)
