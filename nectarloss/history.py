@@ -315,7 +315,7 @@ class LMHistory:
 
     @property
     def weight_nbytes(self) -> int:
-        """Host bytes held by the stored weight runs (0 for a constant weight's one run)."""
+        """Host bytes held by the stored weight runs: 12 per run (a constant weight: one)."""
         starts, weights = self._run_starts, self._run_weights
         return len(starts) * starts.itemsize + len(weights) * weights.itemsize
 
