@@ -151,9 +151,7 @@ class LMLoss:
             self.catalog_entry = find_loss_entry(self.function)
         return self
 
-    def prepare(
-        self, history_size: int, device: torch.device | None, first_step: int = 0
-    ) -> None:
+    def prepare(self, history_size: int, device: torch.device | None, first_step: int = 0) -> None:
         """Move the module and modifiers to ``device`` and allocate the history.
 
         Args:
@@ -225,6 +223,7 @@ class LMLoss:
             step number.
         """
         out = self._call_function(inputs)
+        loss_map = out.detach()
         if self.modifiers:
             value = self._apply_modifiers(out, inputs, timesteps, context, check_context)
             raw = value.detach()
@@ -235,15 +234,17 @@ class LMLoss:
                     "without modifiers."
                 )
             value = out
-            raw = out.detach() if out.ndim == 0 else out.detach().mean()
+            raw = loss_map if out.ndim == 0 else loss_map.mean()
         with lock:
             step = self.num_steps
-            weight = self._scheduled_weight(epoch, step)
+            weight = (
+                self.loss_weight if self.schedule is None else self._scheduled_weight(epoch, step)
+            )
             history = self.history
             if not keep_history and history.count:
                 history.clear()
             history.record(raw, weight, step)
-            self.last_value, self.last_loss_map = raw, out.detach()
+            self.last_value, self.last_loss_map = raw, loss_map
             self.last_weight = weight
             self.num_steps = step + 1
         return value * weight, raw, step
@@ -390,9 +391,10 @@ class LMLoss:
         if not isinstance(history, Mapping):
             raise ValueError(f"{owner}: state `history` expected a mapping.")
         self.history.check_state(history, owner=owner)
-        if history["values"].numel() and history["first_step"] + history[
-            "values"
-        ].numel() > num_steps:
+        if (
+            history["values"].numel()
+            and history["first_step"] + history["values"].numel() > num_steps
+        ):
             raise ValueError(
                 f"{owner}: state history ends at step "
                 f"{history['first_step'] + history['values'].numel() - 1}, past `num_steps` "

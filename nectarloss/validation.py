@@ -210,6 +210,8 @@ def check_count(owner: str, argument: str, value: object, maximum: int) -> int:
 
 def check_epoch(owner: str, epoch: object) -> int | float:
     """Return ``epoch`` if it is a finite number >= 0 (an int, or a float for fractions)."""
+    if type(epoch) is int and 0 <= epoch <= 2**53:  # the common case, checked first
+        return epoch
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
         raise TypeError(f"{owner}: `epoch` expected an int, got {type(epoch).__name__}.")
     try:
