@@ -78,10 +78,10 @@ def flushing() -> Iterator[None]:
     _flush_depth += 1
     try:
         yield
-    finally:
+    finally:  # also when the flush failed: a deferred SIGTERM must still end the process
         _flush_depth -= 1
-    if _flush_depth == 0:
-        deliver_deferred_signal()
+        if _flush_depth == 0:
+            deliver_deferred_signal()
 
 
 def deliver_deferred_signal() -> None:

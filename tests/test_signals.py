@@ -105,3 +105,47 @@ def test_flush_on_sigterm_installs_and_restores() -> None:
     finally:
         flush_on_sigterm(False)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+FAILING_FLUSH = textwrap.dedent(
+    """
+    import errno, os, signal, sys, torch
+    from nectarloss import LossManager, flush_on_sigterm
+    from nectarloss.log import LossLogWriter
+
+    flush_on_sigterm()
+    real_append = LossLogWriter.append
+    calls = {"n": 0}
+
+    def append(self, lines):
+        calls["n"] += 1
+        if calls["n"] == 1:  # SIGTERM lands in a flush that then fails (a full disk)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_append(self, lines)
+
+    LossLogWriter.append = append
+    lm = LossManager(sys.argv[1])
+    lm.register_loss_fn("a", lambda x, y: (x - y).mean())
+    for i in range(5):
+        lm.compute_loss_xy("a", torch.full((2,), float(i)), torch.zeros(2))
+    try:
+        lm.update_loss_log()
+    except Exception as exc:
+        print("flush error:", type(exc).__name__, flush=True)
+    print("not reached", flush=True)
+    """
+)
+
+
+def test_sigterm_during_a_failing_flush_still_ends_the_process(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FAILING_FLUSH, str(tmp_path / "exp")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "not reached" not in proc.stdout
+    log = read_log(tmp_path / "exp" / LOG_FILENAME)
+    assert list(log.losses["a"].steps) == list(range(5))  # the shutdown flush wrote them
