@@ -24,10 +24,7 @@ from torch import Tensor, nn
 
 from nectarloss.checkpoint import STATE_VERSION, check_state, load_losses
 from nectarloss.console import (
-    get_console,
     print_line,
-    render_text,
-    summary_table,
 )
 from nectarloss.errors import (
     NonFiniteLossError,
@@ -418,32 +415,13 @@ class LossManager(LossQueries):
         out = Path(path) if path is not None else self.experiment_dir / "loss_log.json"
         return self._log.export_nectargan(out, list(self._losses.values()))
 
-    def summary(self, precision: int = 4, capture: bool = False) -> str | None:
-        """A table per loss: last, mean, min, max (weighted) and weight, over the whole log.
-
-        Flushes first when logging (under DDP call it on every rank; ranks other than 0,
-        which hold no log, show their latest local values); without a log it covers the
-        latest values only. Prints it with rich, or returns it as plain text with
-        ``capture=True``.
-        """
+    def _summary_stats(self) -> dict[str, dict[str, float]]:
+        """Flush, then the statistics of the whole log (rank 0; other ranks: latest)."""
         self.update_loss_log()
         writer = None if self._log is None else self._log.writer
-        if writer is not None:
-            stats = summarize_log(read_log(writer.path)) if writer.size else {}
-        else:
-            values = self.get_loss_values(precision=12)
-            stats = {
-                name: {"last": v, "mean": v, "min": v, "max": v, "count": 1.0}
-                for name, v in values.items()
-            }
-        for name, row in stats.items():
-            if name in self._losses:
-                row["weight"] = self._losses[name].current_weight
-        table = summary_table(stats, title="nectarloss summary", precision=precision)
-        if capture:
-            return render_text(table)
-        get_console().print(table)
-        return None
+        if writer is None:
+            return super()._summary_stats()
+        return summarize_log(read_log(writer.path)) if writer.size else {}
 
     # ------------------------------------------------------------------ checkpoints
     STATE_VERSION = STATE_VERSION

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from nectarloss.console import format_values, print_line
+from nectarloss.console import format_values, get_console, print_line, render_text, summary_table
 from nectarloss.distributed import is_distributed
 from nectarloss.errors import UnknownLossError
 from nectarloss.records import LMLoss
@@ -159,10 +159,35 @@ class LossQueries:
         print_line(text)
         return None
 
+    def summary(self, precision: int = 4, capture: bool = False) -> str | None:
+        """A table per loss: last, mean, min, max (weighted) and weight, over the whole log.
+
+        A logging manager flushes first (under DDP call it on every rank; ranks other
+        than 0, which hold no log, show their latest local values); without a log it
+        covers the latest values only. Prints it with rich, or returns it as plain text
+        with ``capture=True``.
+        """
+        stats = self._summary_stats()
+        for name, row in stats.items():
+            if name in self._losses:
+                row["weight"] = self._losses[name].current_weight
+        table = summary_table(stats, title="nectarloss summary", precision=precision)
+        if capture:
+            return render_text(table)
+        get_console().print(table)
+        return None
+
+    def _summary_stats(self) -> dict[str, dict[str, float]]:
+        """Per-loss statistics for :meth:`summary`: here, of the latest values only."""
+        values = self.get_loss_values(precision=12)
+        return {
+            name: {"last": v, "mean": v, "min": v, "max": v, "count": 1.0}
+            for name, v in values.items()
+        }
+
     # ------------------------------------------------------------------ container
     def __contains__(self, loss_name: object) -> bool:
         return loss_name in self._losses
 
     def __len__(self) -> int:
         return len(self._losses)
-
