@@ -178,10 +178,16 @@ class LMLoss:
     def describe(self) -> dict[str, Any]:
         """How the log's header describes this loss: tags, weight, schedule, modifiers."""
         schedule = self.schedule
+        if schedule is None:
+            described: dict[str, Any] | None = None
+        elif schedule.is_custom:  # a callable cannot be written; say what it is
+            described = {"schedule": "custom", "unit": schedule.unit}
+        else:
+            described = schedule.to_dict()
         return {
             "tags": list(self.tags),
             "weight": self.loss_weight,
-            "schedule": None if schedule is None or schedule.is_custom else schedule.to_dict(),
+            "schedule": described,
             "modifiers": [type(m).__name__ for m in self.modifiers],
         }
 

@@ -162,3 +162,15 @@ def test_render_text_is_plain_and_follows_the_width() -> None:
     assert "\x1b[" not in text  # no colour codes
     assert max(len(line) for line in text.splitlines()) <= 40
     assert render_text("plain words") == "plain words\n"
+
+
+def test_log_header_names_a_custom_schedule_as_custom(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("c", nn.L1Loss(), schedule=Schedule(schedule=lambda s, t: 2.0))
+    lm.register_loss_fn("k", nn.L1Loss())
+    lm.compute_loss_xy("c", torch.ones(2), torch.zeros(2))
+    lm.compute_loss_xy("k", torch.ones(2), torch.zeros(2))
+    lm.close()
+    text = log_header_text(read_log(tmp_path / LOG_FILENAME))
+    assert "c: tags=" in text and "schedule=custom" in text
+    assert "schedule=constant" in text  # k has no schedule
