@@ -287,15 +287,20 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
 
 
 def check_tags(owner: str, tags: object) -> list[str]:
-    """Return ``tags`` as a list of str (a single str becomes a one-item list)."""
+    """Return ``tags`` as a list of non-empty str (a single str becomes a one-item list).
+
+    The one tag rule: the manager and the spec models both call it.
+    """
     if tags is None:
         return []
     if isinstance(tags, str):
-        return [tags]
+        tags = [tags]
     if not isinstance(tags, Iterable):
         raise TypeError(f"{owner}: `tags` expected a list of str, got {type(tags).__name__}.")
     out = list(tags)
     for tag in out:
         if not isinstance(tag, str):
             raise TypeError(f"{owner}: `tags` expected a list of str, got item {tag!r}.")
+        if not tag:
+            raise ValueError(f'{owner}: `tags` expected non-empty tag strings, got "".')
     return out

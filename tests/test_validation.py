@@ -322,6 +322,9 @@ def test_check_tags_rejects() -> None:
         check_tags("G_L1", 3)
     with pytest.raises(TypeError, match=r"^G_L1: `tags` expected a list of str, got item 1\.$"):
         check_tags("G_L1", ["G", 1])
+    empty = r'^G_L1: `tags` expected non-empty tag strings, got ""\.$'
+    with pytest.raises(ValueError, match=empty):
+        check_tags("G_L1", ["G", ""])  # the rule the spec models apply too
 
 
 def test_did_you_mean() -> None:

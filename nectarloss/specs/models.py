@@ -49,7 +49,7 @@ from nectarloss.schedules import (
     check_window,
 )
 from nectarloss.specs.errors import show
-from nectarloss.validation import closest, did_you_mean, loss_name_problem
+from nectarloss.validation import check_tags, closest, did_you_mean, loss_name_problem
 
 __all__ = [
     "MODIFIER_SPECS",
@@ -424,10 +424,10 @@ class LossSpec(_Strict):
     @field_validator("tags")
     @classmethod
     def _check_tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not tag:
-                raise ValueError('expected non-empty tag strings, got ""')
-        return value
+        try:
+            return check_tags("", value)
+        except ValueError as exc:  # the spec error names the JSON path; keep the detail
+            raise ValueError(str(exc).removeprefix(": `tags` ").rstrip(".")) from None
 
 
 class SpecFile(_Strict):
