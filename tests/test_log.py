@@ -106,3 +106,12 @@ def test_partial_line_longer_than_one_read_chunk_is_cut(tmp_path: Path) -> None:
         fh.write(b'{"kind": "chunk", "values": [' + b"1.0, " * 30_000)  # > 64 KiB, no newline
     LossLogWriter(p, mode="resume")
     assert p.read_bytes() == whole
+
+
+def test_writer_resumes_only_a_log_version_it_reads(tmp_path: Path) -> None:
+    p = tmp_path / "log.jsonl"
+    p.write_bytes(b'{"kind": "header", "format": "nectarloss.loss_log", "version": 99}\n')
+    with pytest.raises(LogFormatError, match="log version 99 is not supported.*overwrite=True"):
+        LossLogWriter(p, mode="resume")
+    LossLogWriter(p, mode="overwrite").close()  # the way on
+    assert p.read_bytes() == b""

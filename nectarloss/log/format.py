@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from nectarloss.errors import LogFormatError
+
 __all__ = [
     "LOG_FILENAME",
     "LOG_FORMAT",
     "LOG_VERSION",
     "NONFINITE_NAMES",
+    "check_header",
     "chunk_line",
     "encode_nonfinite",
     "header_line",
@@ -65,3 +68,20 @@ def chunk_line(
         "values": encode_nonfinite(values, nonfinite) if nonfinite else values,
         "weights": weights,
     }
+
+
+def check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """``obj`` if it is a header of a log version this nectarloss reads (the one rule).
+
+    Raises:
+        LogFormatError: Not a nectarloss header, or an unsupported version.
+    """
+    if obj.get("kind") != "header" or obj.get("format") != LOG_FORMAT:
+        raise LogFormatError(f"{where} expected a nectarloss log header.")
+    version = obj.get("version")
+    if isinstance(version, bool) or version != LOG_VERSION:
+        raise LogFormatError(
+            f"{where}: log version {version!r} is not supported; this nectarloss reads "
+            f"version {LOG_VERSION} (a newer nectarloss may read this log)."
+        )
+    return obj

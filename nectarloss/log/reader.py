@@ -14,7 +14,7 @@ import orjson
 
 from nectarloss.columns import LogColumn, column_stats, multiply
 from nectarloss.errors import LogFormatError
-from nectarloss.log.format import LOG_FORMAT, LOG_VERSION, NONFINITE_NAMES
+from nectarloss.log.format import NONFINITE_NAMES, check_header
 
 __all__ = ["LossLog", "LossSeries", "read_log", "summarize_log"]
 
@@ -160,7 +160,7 @@ def read_log(path: str | os.PathLike[str]) -> LossLog:
                 raise LogFormatError(f"{where} expected a JSON object, got {_json_text(obj)}.")
             kind = obj.get("kind")
             if header is None:
-                header = _check_header(obj, where)
+                header = check_header(obj, where)
                 info.update(_registered(obj, where))
             elif kind == "chunk":
                 _read_chunk(obj, raw, where, columns)
@@ -179,19 +179,6 @@ def read_log(path: str | os.PathLike[str]) -> LossLog:
         for name, (steps, values, weights) in columns.items()
     }
     return LossLog(header=header, losses=losses, info=info, truncated=truncated)
-
-
-def _check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
-    """``obj`` if it is a header of a log version this nectarloss reads."""
-    if obj.get("kind") != "header" or obj.get("format") != LOG_FORMAT:
-        raise LogFormatError(f"{where} expected a nectarloss log header.")
-    version = obj.get("version")
-    if isinstance(version, bool) or version != LOG_VERSION:
-        raise LogFormatError(
-            f"{where}: log version {version!r} is not supported; this nectarloss reads "
-            f"version {LOG_VERSION} (a newer nectarloss may read this log)."
-        )
-    return obj
 
 
 def _registered(obj: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:

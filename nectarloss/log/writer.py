@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 
 from nectarloss.errors import ExistingLogError, LogFormatError, LogInUseError
-from nectarloss.log.format import LOG_FORMAT, header_line
+from nectarloss.log.format import check_header, header_line
 
 __all__ = ["LossLogWriter"]
 
@@ -152,11 +152,15 @@ class LossLogWriter:
                 f"{self.path}: line 1 is not a nectarloss log header ({exc}); pass "
                 "overwrite=True to replace the file."
             ) from exc
-        if not isinstance(head, dict) or head.get("format") != LOG_FORMAT:
+        if not isinstance(head, dict):
             raise LogFormatError(
                 f"{self.path}: line 1 is not a nectarloss log header; pass overwrite=True "
                 "to replace the file."
             )
+        try:
+            check_header(head, f"{self.path}: line 1")
+        except LogFormatError as exc:
+            raise LogFormatError(f"{exc} Pass overwrite=True to replace the file.") from None
 
     def _drop_partial_last_line(self) -> None:
         """Cut a last line left without its newline by a crash, so appends stay valid.
