@@ -127,6 +127,12 @@ class LMHistory:
         """Whether the buffer holds enough values for the manager to flush it."""
         return self.count >= self._flush_at
 
+    def set_capacity(self, capacity: int) -> None:
+        """Flush after ``capacity`` values from now on (the buffer grows when it must)."""
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"LMHistory: `capacity` expected an int >= 0, got {capacity!r}.")
+        self.capacity = self._flush_at = min(capacity, self.MAX_CAPACITY)
+
     def postpone_flush(self) -> None:
         """After a failed flush: keep recording, and try again ``capacity`` values later."""
         self._flush_at = self.count + max(self.capacity, 1)

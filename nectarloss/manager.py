@@ -131,12 +131,9 @@ class LossManager(LossQueries):
         check_choice("nonfinite_check", nonfinite_check, ("flush", "step"))
         self.check_every_step = nonfinite_check == "step"
         self.check_timesteps = bool(check_timesteps)
-        history_buffer_size = check_count(
-            "LossManager", "history_buffer_size", history_buffer_size, LMHistory.MAX_CAPACITY
-        )
         self.device = torch.device(device) if device is not None else None
         self.enable_logging = bool(enable_logging)
-        self.history_buffer_size = history_buffer_size if self.enable_logging else 1
+        self._buffer_size = self._checked_buffer_size(history_buffer_size)
         #: Serialises each call's bookkeeping and each flush (re-entrant, so a signal
         #: handler that flushes inside a flush on the same thread does not deadlock).
         self._lock = threading.RLock()
@@ -167,6 +164,32 @@ class LossManager(LossQueries):
         self._nonfinite = check_choice("nonfinite", policy, ("warn", "raise", "ignore"))
         if self._log is not None:
             self._log.nonfinite = self._nonfinite
+
+    @staticmethod
+    def _checked_buffer_size(size: object) -> int:
+        return check_count("LossManager", "history_buffer_size", size, LMHistory.MAX_CAPACITY)
+
+    @property
+    def history_buffer_size(self) -> int:
+        """Values each loss buffers before it is flushed automatically.
+
+        Setting it applies to every loss, registered or not, from its next call (a
+        buffer already holding that many values is flushed at its next call).
+        """
+        return self._buffer_size
+
+    @history_buffer_size.setter
+    def history_buffer_size(self, size: int) -> None:
+        size = self._checked_buffer_size(size)
+        with self._lock:
+            self._buffer_size = size
+            for entry in self._losses.values():
+                entry.history.set_capacity(self._capacity)
+
+    @property
+    def _capacity(self) -> int:
+        """Each history's capacity: the buffer size, or 1 (the latest value) without a log."""
+        return self._buffer_size if self.enable_logging else 1
 
     # ------------------------------------------------------------------ registration
     @property
@@ -219,9 +242,31 @@ class LossManager(LossQueries):
 
     def _register(self, entry: LMLoss) -> None:
         self._validated(entry)
-        next_step = None if self._log is None else self._log.resumed_steps.get(entry.name)
-        entry.prepare(self.history_buffer_size, self.device, first_step=next_step or 0)
+        next_step = None if self._log is None else self._log.next_steps.get(entry.name)
+        entry.prepare(self._capacity, self.device, first_step=next_step or 0)
         self._losses[entry.name] = entry
+
+    def remove_loss(self, loss_name: str) -> LMLoss:
+        """Write a loss's buffered values to the log, then unregister it.
+
+        A loss registered again under the same name continues its series: its steps go
+        on from the removed one's, so the log never holds a step twice. Under DDP call
+        it on every rank (it flushes).
+
+        Returns:
+            The removed :class:`LMLoss`.
+
+        Raises:
+            KeyError: No loss has that name.
+            LogWriteError: The flush failed; the loss stays registered, nothing is lost.
+        """
+        entry = self._entry(loss_name)
+        with self._lock:
+            self._flush([entry])
+            del self._losses[loss_name]
+            if self._log is not None:
+                self._log.next_steps[loss_name] = entry.num_steps
+        return entry
 
     def init_from_spec(
         self, spec: SpecFn | str | os.PathLike[str], *args: Any, **kwargs: Any
@@ -310,11 +355,13 @@ class LossManager(LossQueries):
         epoch: int | None,
         timesteps: Tensor | None,
         context: dict[str, Any],
+        weight: float | None = None,
     ) -> Tensor:
         """One call: :meth:`LMLoss.run` records it, then a full buffer is flushed.
 
         The value is recorded before anything that can fail about earlier steps (the
-        automatic flush), so a valid call is never lost.
+        automatic flush), so a valid call is never lost. ``weight`` overrides the
+        loss's own (see :meth:`LMLoss.run`).
         """
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
@@ -326,6 +373,7 @@ class LossManager(LossQueries):
             lock=self._lock,
             keep_history=self.enable_logging,
             check_context=self.check_timesteps,
+            weight=weight,
         )
         if self._log is not None and entry.history.flush_due:
             self._log.flush_full(entry, step, list(self._losses.values()))

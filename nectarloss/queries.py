@@ -101,9 +101,21 @@ class LossQueries:
         )
         return {e.name: round(v, precision) for e, v in zip(entries, host, strict=True)}
 
-    def get_loss_tensors(self, query: Sequence[str] | str | None = None) -> dict[str, Tensor]:
-        """Detached output of the latest call of each matching loss (unweighted)."""
-        return {e.name: e.last_loss_map for e in self._select(query) if e.last_loss_map is not None}
+    def get_loss_tensors(
+        self, query: Sequence[str] | str | None = None, weighted: bool = True
+    ) -> dict[str, Tensor]:
+        """Detached output of the latest call of each matching loss, on its device.
+
+        Weighted by default (the output times the weight applied), like
+        :meth:`get_loss_values`; ``weighted=False`` gives the loss function's own output.
+        A loss not computed yet is left out. No host sync.
+        """
+        out: dict[str, Tensor] = {}
+        for e in self._select(query):
+            loss_map, weight = e.last_loss_map, e.last_weight
+            if loss_map is not None:
+                out[e.name] = loss_map * weight if weighted and weight is not None else loss_map
+        return out
 
     def get_loss_weights(
         self, query: Sequence[str] | str | None = None, precision: int = 2

@@ -28,6 +28,7 @@ from nectarloss.validation import (
     check_tags,
     check_weight,
     shape_of,
+    weight_and_schedule_problem,
 )
 
 __all__ = ["LMHistory", "LMLoss", "check_weight"]
@@ -48,7 +49,8 @@ class LMLoss:
     Args:
         name: Unique name within a manager (``"G_L1"``).
         function: The loss module or callable; it must return a Tensor.
-        loss_weight: Constant weight, used when ``schedule`` is ``None``.
+        loss_weight: Constant weight, used when ``schedule`` is ``None`` (it must stay
+            1.0 with a schedule: the schedule's values are the weights).
         schedule: Optional weight schedule; when given it defines the weight.
         tags: Lookup tags (``["G"]``).
         modifiers: Per-sample modifiers applied in order (see ``nectarloss.modifiers``).
@@ -102,9 +104,16 @@ class LMLoss:
         entries: list[LMLoss] = []
         for key, entry in result.items():
             if not isinstance(entry, LMLoss):
+                kind = type(entry)
+                hint = (
+                    " (NectarGAN's LMLoss: use nectarloss.compat.nectargan.LossManager, "
+                    "which converts it)"
+                    if kind.__name__ == "LMLoss"
+                    else ""
+                )
                 raise TypeError(
-                    f"LossManager: spec {owner!r} entry {key!r} expected an LMLoss, "
-                    f"got {type(entry).__name__}."
+                    f"LossManager: spec {owner!r} entry {key!r} expected a nectarloss.LMLoss, "
+                    f"got {kind.__module__}.{kind.__qualname__}{hint}."
                 )
             if entry.name != key:
                 raise ValueError(
@@ -135,6 +144,9 @@ class LMLoss:
                 f"{name}: `schedule` expected a Schedule or None, "
                 f"got {type(self.schedule).__name__}."
             )
+        problem = weight_and_schedule_problem(self.loss_weight, self.schedule is not None)
+        if problem:
+            raise ValueError(f"{name}: {problem}.")
         self.tags = check_tags(name, self.tags)
         for m in self.modifiers:
             if not isinstance(m, Modifier):
@@ -211,6 +223,7 @@ class LMLoss:
         lock: AbstractContextManager[Any],
         keep_history: bool = True,
         check_context: bool = False,
+        weight: float | None = None,
     ) -> tuple[Tensor, Tensor, int]:
         """Compute, modify per sample, weight and record one call. Never syncs.
 
@@ -223,6 +236,9 @@ class LMLoss:
                 threads and flushes see whole records.
             keep_history: ``False`` keeps only the latest value (no log).
             check_context: Let each modifier check the context first (may sync).
+            weight: The weight for this call, computed by the caller (an adapter with
+                curves of its own, such as :mod:`nectarloss.compat.nectargan`); ``None``
+                uses the loss's ``loss_weight`` or ``schedule``.
 
         Returns:
             The weighted loss (graph intact), the raw value recorded (detached) and its
@@ -243,9 +259,12 @@ class LMLoss:
             raw = loss_map if out.ndim == 0 else loss_map.mean()
         with lock:
             step = self.num_steps
-            weight = (
-                self.loss_weight if self.schedule is None else self._scheduled_weight(epoch, step)
-            )
+            if weight is None:
+                weight = (
+                    self.loss_weight
+                    if self.schedule is None
+                    else self._scheduled_weight(epoch, step)
+                )
             history = self.history
             if not keep_history and history.count:
                 history.clear()

@@ -70,8 +70,9 @@ class RunLog:
         self.writer = LossLogWriter(self.path, fsync=fsync, mode=mode) if is_main_rank() else None
         self.logged_names: set[str] = set()
         self.nonfinite_counts: dict[str, int] = {}
-        #: Per loss, the step after its last one in the log being resumed.
-        self.resumed_steps: dict[str, int] = {}
+        #: Per loss name, the step its series goes on from when it is registered (the
+        #: step after its last one in a resumed log, or in a removed loss's series).
+        self.next_steps: dict[str, int] = {}
         #: The most ranks a flush has merged (a flush after the group is gone must not
         #: write one rank's values as if they were the merged ones).
         self.num_ranks = world_size()
@@ -82,7 +83,7 @@ class RunLog:
     def _continue(self, path: Path) -> None:
         log = read_log(path)
         self.logged_names = set(log.info)
-        self.resumed_steps = {
+        self.next_steps = {
             name: int(series.steps[-1]) + 1 for name, series in log.losses.items() if series.steps
         }
 

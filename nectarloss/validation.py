@@ -49,6 +49,7 @@ __all__ = [
     "did_you_mean",
     "loss_name_problem",
     "shape_of",
+    "weight_and_schedule_problem",
 ]
 
 _MAX_SUGGESTIONS = 3
@@ -167,6 +168,27 @@ def check_positive(owner: str, argument: str, value: object) -> float:
 def check_weight(owner: str, value: object, argument: str = "loss_weight") -> float:
     """Return ``value`` as a float if it is a finite number >= 0, else raise."""
     return check_float(owner, argument, value, "a finite float >= 0", low=0.0, type_what="a float")
+
+
+def weight_and_schedule_problem(loss_weight: float, has_schedule: bool) -> str | None:
+    """Why ``loss_weight`` cannot go with a schedule, or ``None`` when it can.
+
+    A schedule's ``initial_value`` and ``target_value`` are the weights, so a loss with a
+    schedule keeps the default ``loss_weight`` of 1.0 rather than silently losing it.
+
+    Example:
+        >>> weight_and_schedule_problem(100.0, has_schedule=True).split(";")[0]
+        'loss_weight=100.0 and a schedule both give the weight'
+        >>> weight_and_schedule_problem(1.0, has_schedule=True) is None
+        True
+    """
+    if not has_schedule or loss_weight == 1.0:
+        return None
+    return (
+        f"loss_weight={loss_weight} and a schedule both give the weight; the schedule's "
+        "initial_value and target_value are the weights, so leave loss_weight at 1.0 or "
+        "drop the schedule"
+    )
 
 
 def check_bool(owner: str, argument: str, value: object) -> bool:

@@ -98,8 +98,9 @@ def test_last_loss_map_is_detached_output(tmp_path: Path) -> None:
     x = torch.zeros(2, 3, requires_grad=True)
     out = lm.compute_loss_xy("map", x, torch.ones(2, 3))
     assert out.shape == (2, 3) and torch.equal(out, torch.full((2, 3), 2.0))
-    t = lm.get_loss_tensors()["map"]
+    t = lm.get_loss_tensors(weighted=False)["map"]
     assert not t.requires_grad and torch.equal(t, torch.ones(2, 3))
+    assert torch.equal(lm.get_loss_tensors()["map"], torch.full((2, 3), 2.0))
     assert lm.get_loss_values() == {"map": 2.0}
 
 
@@ -294,7 +295,7 @@ def test_init_from_spec_is_all_or_nothing(tmp_path: Path) -> None:
         lm.init_from_spec(lambda: {"x": LMLoss("y", nn.L1Loss())})
     with pytest.raises(TypeError, match="expected to return dict"):
         lm.init_from_spec(lambda: [1])
-    with pytest.raises(TypeError, match="entry 'x' expected an LMLoss, got int"):
+    with pytest.raises(TypeError, match="entry 'x' expected a nectarloss.LMLoss, got builtins.int"):
         lm.init_from_spec(lambda: {"x": 1})
     with pytest.raises(TypeError, match="`spec` expected a callable"):
         lm.init_from_spec(3)  # type: ignore[arg-type]
@@ -531,3 +532,65 @@ def test_step_schedule_logs_exact_weights(tmp_path: Path) -> None:
     assert read_log(tmp_path / LOG_FILENAME).losses["a"].weights == [
         sched.value(s) for s in range(70)
     ]
+
+
+def test_loss_weight_with_schedule_is_refused_not_dropped(tmp_path: Path) -> None:
+    lm = LossManager(enable_logging=False)
+    sched = Schedule(schedule="linear", end_epoch=10, initial_value=100.0, target_value=0.0)
+    with pytest.raises(ValueError, match=r"^G_L1: loss_weight=100.0 and a schedule both give"):
+        lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=100.0, schedule=sched)
+    assert "G_L1" not in lm
+    with pytest.raises(ValueError, match=r"^b: loss_weight=2.0 and a schedule"):
+        lm.init_from_spec(lambda: {"b": LMLoss("b", nn.L1Loss(), 2.0, schedule=sched)})
+    lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=1.0, schedule=sched)  # the default
+    assert lm.get_loss_weights() == {"G_L1": 100.0}
+
+
+def test_loss_tensors_weighted_like_values(tmp_path: Path) -> None:
+    lm = LossManager(enable_logging=False)
+    lm.register_loss_fn("map", nn.L1Loss(reduction="none"), loss_weight=3.0)
+    lm.compute_loss_xy("map", torch.zeros(2, 2), torch.ones(2, 2))
+    assert torch.equal(lm.get_loss_tensors()["map"], torch.full((2, 2), 3.0))
+    assert torch.equal(lm.get_loss_tensors(weighted=False)["map"], torch.ones(2, 2))
+    assert lm.get_loss_values() == {"map": 3.0}
+    assert lm.get_loss_values(weighted=False) == {"map": 1.0}
+
+
+def test_history_buffer_size_set_later_applies_to_registered_losses(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    lm = LossManager(tmp_path, history_buffer_size=100)
+    lm.register_loss_fn("a", nn.L1Loss())
+    lm.compute_loss_xy("a", *xy)
+    lm.history_buffer_size = 3  # as NectarGAN's toolbox sets `buffer_size` after construction
+    lm.register_loss_fn("b", nn.L1Loss())
+    for _ in range(2):
+        lm.compute_loss_xy("a", *xy)
+        lm.compute_loss_xy("b", *xy)
+    log = read_log(tmp_path / LOG_FILENAME)
+    assert log.losses["a"].steps == [0, 1, 2] and "b" not in log.losses
+    lm.compute_loss_xy("b", *xy)
+    assert read_log(tmp_path / LOG_FILENAME).losses["b"].steps == [0, 1, 2]
+    with pytest.raises(ValueError, match="`history_buffer_size` expected an int >= 1, got 0"):
+        lm.history_buffer_size = 0
+    assert lm.history_buffer_size == 3
+
+
+def test_remove_loss_flushes_it_and_a_new_one_continues_its_steps(
+    tmp_path: Path, xy: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0, tags=["G"])
+    lm.register_loss_fn("b", nn.L1Loss())
+    for _ in range(3):
+        lm.compute_loss_xy("a", *xy)
+    removed = lm.remove_loss("a")
+    assert removed.name == "a" and "a" not in lm and list(lm.get_loss_values()) == ["b"]
+    assert read_log(tmp_path / LOG_FILENAME).losses["a"].steps == [0, 1, 2]  # nothing lost
+    lm.register_loss_fn("a", nn.MSELoss(), loss_weight=5.0)
+    lm.compute_loss_xy("a", *xy)
+    lm.update_loss_log()
+    series = read_log(tmp_path / LOG_FILENAME).losses["a"]
+    assert series.steps == [0, 1, 2, 3] and series.weights == [2.0, 2.0, 2.0, 5.0]
+    with pytest.raises(UnknownLossError, match="no loss named 'zz'"):
+        lm.remove_loss("zz")

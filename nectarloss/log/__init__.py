@@ -14,7 +14,7 @@ line (a crash in the middle of a write).
 """
 
 from nectarloss.errors import LogFormatError
-from nectarloss.log.export import export_nectargan
+from nectarloss.log.export import export_nectargan, write_nectargan_json
 from nectarloss.log.format import (
     LOG_FILENAME,
     LOG_FORMAT,
@@ -38,4 +38,5 @@ __all__ = [
     "header_line",
     "read_log",
     "summarize_log",
+    "write_nectargan_json",
 ]

@@ -49,7 +49,13 @@ from nectarloss.schedules import (
     check_window,
 )
 from nectarloss.specs.errors import show
-from nectarloss.validation import check_tags, closest, did_you_mean, loss_name_problem
+from nectarloss.validation import (
+    check_tags,
+    closest,
+    did_you_mean,
+    loss_name_problem,
+    weight_and_schedule_problem,
+)
 
 __all__ = [
     "MODIFIER_SPECS",
@@ -420,6 +426,15 @@ class LossSpec(_Strict):
             f"{did_you_mean(value, known + list(aliases))}; see "
             "nectarloss.losses.available_losses()"
         )
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_one_weight(cls, value: ScheduleSpec | None, info: ValidationInfo) -> object:
+        weight = info.data.get("weight")  # absent when it failed its own check
+        problem = None if weight is None else weight_and_schedule_problem(weight, value is not None)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("tags")
     @classmethod

@@ -379,6 +379,12 @@ CASES: list[tuple[str, Any, str, tuple[str, ...]]] = [
         ),
     ),
     (
+        "weight_with_schedule",
+        {"losses": {"a": {"loss": "L1", "weight": 100, "schedule": {"schedule": "linear"}}}},
+        "losses.a.schedule",
+        ("loss_weight=100.0 and a schedule both give the weight;",),
+    ),
+    (
         "schema_number",
         {"$schema": 1, "losses": {"a": {"loss": "L1"}}},
         "$schema",

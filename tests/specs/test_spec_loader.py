@@ -158,7 +158,6 @@ FULL_SPEC: dict[str, Any] = {
         "G_L1": {
             "loss": "L1",
             "kwargs": {},
-            "weight": 100.0,
             "schedule": {
                 "schedule": "linear",
                 "start_epoch": 0,
@@ -222,7 +221,7 @@ def test_full_spec_builds_what_it_says() -> None:
     losses = load_spec(FULL_SPEC)
     g = losses["G_L1"]
     assert isinstance(g.function, nn.L1Loss) and g.function.reduction == "none"
-    assert g.loss_weight == 100.0 and g.tags == ["G", "pixel"]
+    assert g.loss_weight == 1.0 and g.tags == ["G", "pixel"]  # the schedule gives it
     assert isinstance(g.schedule, Schedule) and g.schedule.value(50) == pytest.approx(55.0)
     assert losses["steps"].function.delta == 0.5
     assert losses["steps"].schedule is not None and losses["steps"].schedule.unit == "step"
