@@ -558,3 +558,20 @@ def test_per_step_path_never_syncs(tmp_path: Path) -> None:
 
 def test_module_exports() -> None:
     assert set(nectargan.__all__) >= {"LossManager", "LMLoss", "LMHistory", "Schedule"}
+
+
+def test_losses_put_into_loss_fns_directly_are_registered_at_their_first_call(
+    tmp_path: Path,
+) -> None:
+    lm = LossManager(make_config(tmp_path), tmp_path / "exp")
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0, tags=["G"])
+    x, y = torch.zeros(2), torch.ones(2)
+    lm.compute_loss_xy("a", x, y)
+    lm.loss_fns["a"] = LMLoss("a", nn.L1Loss(), 5.0, tags=["G"])  # replaces it
+    lm.loss_fns["b"] = LMLoss("b", nn.MSELoss(), 3.0, tags=["D"])
+    assert [lm.compute_loss_xy(n, x, y).item() for n in "ab"] == [5.0, 3.0]
+    lm.update_loss_log()
+    functions = json.loads(lm.loss_log.read_text())["LOSSMANAGER_LOG"]["loss_functions"]  # type: ignore[union-attr]
+    assert functions["a"] == {"loss": [2.0, 5.0], "weights": [2.0, 5.0]}
+    assert functions["b"] == {"loss": [3.0], "weights": [3.0]}
+    lm.close()

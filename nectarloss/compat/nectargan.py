@@ -357,7 +357,8 @@ class LMLoss:
             except Exception as exc:
                 add_note(exc, f"nectarloss: raised by the schedule of loss {self.name!r}")
                 raise
-        return check_weight(self.name, s.current_value, f"schedule value at epoch {epoch}")
+        what = f"schedule value at epoch {epoch}" if is_scheduled(s) else "schedule.current_value"
+        return check_weight(self.name, s.current_value, what)
 
     @property
     def history(self) -> LMHistory:
@@ -529,9 +530,9 @@ class LossManager:
                     f"{owner}: unable to initialize from the spec: {exc} "
                     "(spec functions must return dict[str, LMLoss])."
                 ) from exc
-        for name, old in self.loss_fns.items():
-            if old._native is not None and name in self.native:
-                self.native.remove_loss(name)
+        for name in list(self.native.get_registered_losses()):
+            self.native.remove_loss(name)  # writes its values first
+        for old in self.loss_fns.values():
             old._native = None
         self.loss_fns = {}
         if spec is not None:
@@ -633,6 +634,8 @@ class LossManager:
         native = entry._native
         if native is None:  # put into `loss_fns` directly: register it now
             native = self._native_entry(loss_name, entry)
+            if loss_name in self.native:  # it replaced a registered loss
+                self.native.remove_loss(loss_name)
             self.native.init_from_spec(lambda: {loss_name: native})
             self._bind(loss_name, entry, native)
         weight_kwargs = loss_kwargs.get("weight_kwargs", {}) if loss_kwargs else {}
