@@ -133,8 +133,19 @@ def _tensor(column: LogColumn[Any]) -> torch.Tensor:
     return torch.frombuffer(data, dtype=dtype)
 
 
-def multiply(values: LogColumn[float], weights: LogColumn[float]) -> LogColumn[float]:
+def all_float32(column: LogColumn[float]) -> bool:
+    """Whether every value is a float32 value (or not finite): a float32 loss's log."""
+    t = _tensor(column).to(torch.float64)
+    return bool(((t.to(torch.float32).to(torch.float64) == t) | ~t.isfinite()).all())
+
+
+def multiply(
+    values: LogColumn[float], weights: LogColumn[float], float32: bool = False
+) -> LogColumn[float]:
     """Element-wise ``values * weights``; ``values`` itself when every weight is 1.
+
+    With ``float32`` the product is rounded as torch computes a float32 loss times a
+    Python float (both in float32), which is what NectarGAN records.
 
     Raises:
         ValueError: The columns differ in length.
@@ -148,7 +159,11 @@ def multiply(values: LogColumn[float], weights: LogColumn[float]) -> LogColumn[f
     if bool((w == 1.0).all()):
         return values
     out: array[float] = array("d", [0.0]) * len(values)
-    torch.mul(_tensor(values), w, out=_tensor(LogColumn(out)))
+    if float32:
+        product = _tensor(values).to(torch.float32) * w.to(torch.float32)
+        _tensor(LogColumn(out)).copy_(product)
+    else:
+        torch.mul(_tensor(values), w, out=_tensor(LogColumn(out)))
     return LogColumn(out)
 
 

@@ -39,6 +39,8 @@ Deliberate differences from NectarGAN:
 from __future__ import annotations
 
 import copy
+import math
+import struct
 import time
 import warnings
 from array import array
@@ -53,7 +55,7 @@ from torch import Tensor, nn, optim
 
 from nectarloss import manager as native_manager
 from nectarloss import records
-from nectarloss.columns import LogColumn
+from nectarloss.columns import LogColumn, all_float32, multiply
 from nectarloss.distributed import is_main_rank
 from nectarloss.log import read_log, write_nectargan_json
 from nectarloss.transfer import values_to_host
@@ -367,7 +369,12 @@ class LMLoss:
         if native is None:
             return self._history
         h = native.history
-        return LMHistory(h.weighted_losses, logged_weights(self._logged, h.steps))
+        raw = h.values_tensor()
+        float32 = raw.dtype == torch.float32
+        losses = [
+            weighted_value(v, w, float32) for v, w in zip(raw.tolist(), h.weights, strict=True)
+        ]
+        return LMHistory(losses, logged_weights(self._logged, h.steps))
 
     @history.setter
     def history(self, history: LMHistory) -> None:
@@ -403,6 +410,22 @@ class LMLoss:
             f"LMLoss(name={self.name!r}, function={self.function!r}, "
             f"loss_weight={self.loss_weight!r}, schedule={self.schedule!r}, tags={self.tags!r})"
         )
+
+
+def _float32(x: float) -> float:
+    """``x`` rounded to the nearest float32."""
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def weighted_value(raw: float, weight: float, float32: bool) -> float:
+    """What NectarGAN records for a loss value: ``(loss * weight).item()``.
+
+    For a float32 loss torch multiplies in float32; the product of two float32 values
+    is exact in float64, so rounding it once gives the same bits.
+    """
+    if not float32 or not math.isfinite(raw):
+        return raw * weight
+    return _float32(_float32(raw) * _float32(weight))
 
 
 def logged_weights(changes: Sequence[tuple[int, float]], steps: range) -> list[float]:
@@ -667,12 +690,14 @@ class LossManager:
         """Latest weighted value of each selected loss, rounded (one host copy)."""
         selected = self._select(query)
         natives = [e._native for e in selected.values()]
-        host = values_to_host(
-            list(selected),
-            [None if n is None else n.last_value for n in natives],
-            [1.0 if n is None or n.last_weight is None else n.last_weight for n in natives],
-        )
-        return {name: round(v, precision) for name, v in zip(selected, host, strict=True)}
+        last = [None if n is None else n.last_value for n in natives]
+        raw = values_to_host(list(selected), last, [1.0] * len(last))
+        out = {}
+        for name, v, n, t in zip(selected, raw, natives, last, strict=True):
+            weight = 1.0 if n is None or n.last_weight is None else n.last_weight
+            float32 = t is not None and t.dtype == torch.float32
+            out[name] = round(weighted_value(v, weight, float32), precision)
+        return out
 
     def get_loss_tensors(self, query: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Weighted output of each selected loss's latest call, on the CPU."""
@@ -762,7 +787,9 @@ class LossManager:
             for name, series in read_log(source).losses.items():
                 weights = array("d", series.weights)
                 self._use_logged_weights(name, series.steps, weights)
-                columns[name] = (series.weighted, LogColumn(weights))
+                float32 = all_float32(series.values)
+                loss = multiply(series.values, series.weights, float32=float32)
+                columns[name] = (loss, LogColumn(weights))
         for name in self.loss_fns:
             columns.setdefault(name, (empty, empty))
         try:
