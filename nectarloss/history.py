@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nectarloss.segment import DeviceSegment
 from nectarloss.validation import check_weight
 
 __all__ = ["LMHistory"]
@@ -51,6 +52,8 @@ class LMHistory:
     __slots__ = (
         "capacity",
         "count",
+        "segment",
+        "_weight_of_time",
         "first_step",
         "_flush_at",
         "_values",
@@ -73,6 +76,7 @@ class LMHistory:
         capacity: int = 50_000,
         device: torch.device | str | None = None,
         weight_of_step: Callable[[int], float] | None = None,
+        weight_of_time: Callable[[float], float] | None = None,
     ) -> None:
         if (
             isinstance(capacity, bool)
@@ -94,6 +98,9 @@ class LMHistory:
         self._run_starts = array("I")
         self._run_weights = array("d")
         self._weight_of_step = weight_of_step
+        self._weight_of_time = weight_of_time
+        #: Values recorded by compiled or captured steps, until :meth:`settle`.
+        self.segment: DeviceSegment | None = None
 
     # -- writing (per step, never syncs) ------------------------------------------------
     def record(self, value: Tensor, weight: float, step: int) -> None:
@@ -116,11 +123,45 @@ class LMHistory:
         if count == 0:
             self.first_step = step
         if self._weight_of_step is None:
-            weights = self._run_weights
-            if not weights or weights[-1] != weight:
-                self._run_starts.append(count)
-                weights.append(weight)
+            self._add_weight(count, weight)
         self.count = count + 1
+
+    def _add_weight(self, index: int, weight: float) -> None:
+        weights = self._run_weights
+        if not weights or weights[-1] != weight:
+            self._run_starts.append(index)
+            weights.append(weight)
+
+    # -- compiled and captured steps ----------------------------------------------------------
+    def ensure_segment(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        """Allocate the :class:`DeviceSegment` compiled steps record into (once per device)."""
+        segment = self.segment
+        if segment is not None and segment.device == device:
+            return
+        self.settle()
+        self.segment = DeviceSegment(self.capacity, device, dtype)
+        self.segment.base_step.fill_(self.first_step + self.count)
+
+    def settle(self) -> None:
+        """Move what compiled or captured steps recorded into the history (syncs once).
+
+        Their weights are re-evaluated on the host where the weight is a built-in curve
+        of the epoch or step, so the log gets exactly what an eager run would.
+        """
+        segment = self.segment
+        if segment is None or not segment.used:
+            return
+        values, aux = segment.take()
+        if values.numel():
+            self._commit()
+            self._commit_values([values])
+            if self._weight_of_step is None:
+                of_time = self._weight_of_time
+                resolved = aux if of_time is None else [of_time(t) for t in aux]
+                for i, weight in enumerate(resolved):
+                    self._add_weight(self.count + i, weight)
+            self.count += values.numel()
+        segment.base_step.fill_(self.first_step + self.count)
 
     @property
     def flush_due(self) -> bool:
@@ -132,6 +173,11 @@ class LMHistory:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"LMHistory: `capacity` expected an int >= 0, got {capacity!r}.")
         self.capacity = self._flush_at = min(capacity, self.MAX_CAPACITY)
+        segment = self.segment
+        if segment is not None and segment.capacity != self.capacity:
+            self.settle()
+            self.segment = DeviceSegment(self.capacity, segment.device, segment.values.dtype)
+            self.segment.base_step.fill_(self.first_step + self.count)
 
     def postpone_flush(self) -> None:
         """After a failed flush: keep recording, and try again ``capacity`` values later."""
@@ -188,6 +234,7 @@ class LMHistory:
 
     def clear(self) -> None:
         """Forget the recorded values (after a flush). The buffer stays allocated."""
+        self.settle()
         self.first_step += self.count
         self.count = 0
         self._flush_at = self.capacity
@@ -199,6 +246,9 @@ class LMHistory:
     def to(self, device: torch.device | str) -> LMHistory:
         """Move the buffer (and any unflushed values) to ``device``. Returns ``self``."""
         target = torch.device(device)
+        self.settle()
+        if self.segment is not None:
+            self.segment = self.segment.to(target)
         self._staged = [t.to(target) for t in self._staged]
         if self._values is not None:
             self._allocate(target, self._values.dtype, self._num_committed)
@@ -207,6 +257,7 @@ class LMHistory:
 
     def state_dict(self) -> dict[str, Any]:
         """Unflushed values (a CPU tensor), their weights and first step. Syncs once."""
+        self.settle()
         return {
             "first_step": self.first_step,
             "values": self.values_tensor().detach().to("cpu", copy=True),
@@ -272,6 +323,8 @@ class LMHistory:
             buffer[: self.count] = values.to(buffer.device)
             self._num_committed = self.count
         self._flush_at = max(self.capacity, self.count)
+        if self.segment is not None:
+            self.segment.base_step.fill_(self.first_step + self.count)
 
     # -- reading (may sync) ----------------------------------------------------------------
     @property
@@ -291,6 +344,7 @@ class LMHistory:
 
     def values_tensor(self) -> Tensor:
         """The buffered raw means as a 1-D view on the buffer's device (float32 or 64)."""
+        self.settle()
         self._commit()
         if self._values is None:
             return torch.empty(0, dtype=torch.float32, device=self._device)
@@ -298,7 +352,8 @@ class LMHistory:
 
     @property
     def weights(self) -> list[float]:
-        """Weights applied at each buffered step (host values, no sync)."""
+        """Weights applied at each buffered step (host values; no sync once settled)."""
+        self.settle()
         if self._weight_of_step is not None:
             return [self._weight_of_step(step) for step in self.steps]
         out: list[float] = []

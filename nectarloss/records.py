@@ -34,6 +34,21 @@ from nectarloss.validation import (
 __all__ = ["LMHistory", "LMLoss", "check_weight"]
 
 
+def _on_device(history: LMHistory) -> bool:
+    """Whether a call records with device operations only.
+
+    Inside ``torch.compile`` (the check is a constant there, so nothing else is read),
+    while a CUDA graph is being captured, and after either until the next settle, so
+    values stay in order.
+    """
+    if torch.compiler.is_compiling():
+        return True
+    segment = history.segment
+    if segment is None:
+        return False
+    return segment.used or (segment.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+
+
 def _describe(inputs: tuple[Any, ...]) -> str:
     """``"inputs of shape (2, 3), (2, 3)"`` for an error note."""
     shapes = ", ".join(
@@ -179,13 +194,38 @@ class LMLoss:
         schedule = self.schedule
         # A built-in step curve's weights are recomputed when read (nothing stored per
         # step); a custom callable may hold state of its own, so its weights are stored.
-        by_step = schedule is not None and schedule.unit == "step" and not schedule.is_custom
+        built_in = schedule is not None and not schedule.is_custom
+        by_step = built_in and schedule is not None and schedule.unit == "step"
+        by_epoch = built_in and schedule is not None and schedule.unit == "epoch"
         self.history = LMHistory(
             history_size,
             device=device,
             weight_of_step=partial(self.weight_at, 0) if by_step else None,
+            # a compiled step records the epoch; the log gets the host curve's weight
+            weight_of_time=self._weight_at_epoch if by_epoch else None,
         )
         self.num_steps = self.history.first_step = first_step
+        # where compiled steps record; the first eager call moves it to the values' device
+        self.history.ensure_segment(device if device is not None else torch.device("cpu"))
+
+    def _weight_at_epoch(self, epoch: float) -> float:
+        return self.weight_at(epoch, 0)
+
+    def settle(self) -> None:
+        """Take in what compiled or captured steps recorded (one host copy, if any).
+
+        Afterwards ``num_steps``, ``last_value`` and ``last_weight`` are up to date.
+        """
+        history = self.history
+        segment = history.segment
+        if segment is None or not segment.used:
+            return
+        last = segment.last.clone()
+        history.settle()
+        self.num_steps = history.first_step + history.count
+        self.last_value = last
+        if history.count:
+            self.last_weight = history.weights[-1]
 
     def describe(self) -> dict[str, Any]:
         """How the log's header describes this loss: tags, weight, schedule, modifiers."""
@@ -257,6 +297,8 @@ class LMLoss:
                 )
             value = out
             raw = loss_map if out.ndim == 0 else loss_map.mean()
+        if _on_device(self.history):
+            return self._run_on_device(value, raw, loss_map, epoch, weight)
         with lock:
             step = self.num_steps
             if weight is None:
@@ -268,11 +310,51 @@ class LMLoss:
             history = self.history
             if not keep_history and history.count:
                 history.clear()
+            segment = history.segment
+            if segment is None or segment.device != raw.device:
+                history.ensure_segment(raw.device)
             history.record(raw, weight, step)
             self.last_value, self.last_loss_map = raw, loss_map
             self.last_weight = weight
             self.num_steps = step + 1
+            if self.schedule is not None and self.schedule.unit == "step" and segment:
+                segment.base_step.fill_(step + 1)  # where a compiled step goes on
         return value * weight, raw, step
+
+    def _run_on_device(
+        self, value: Tensor, raw: Tensor, loss_map: Tensor, epoch: float, weight: float | None
+    ) -> tuple[Tensor, Tensor, int]:
+        """Record with device operations only (inside ``torch.compile`` or a CUDA graph).
+
+        The weight is computed from tensors (the epoch as a tensor, the step from the
+        device counter), so nothing here depends on a changing Python number. The step
+        number is not known on the host: ``-1`` is returned.
+        """
+        segment = self.history.segment
+        if segment is None:
+            raise RuntimeError(
+                f"{self.name}: a compiled or captured step needs the loss's device buffers; "
+                "pass device= to LossManager, or call the loss once eagerly first."
+            )
+        schedule = self.schedule
+        applied: Tensor | float
+        aux: Tensor | float
+        if weight is not None:
+            applied = aux = weight
+        elif schedule is None:
+            applied = aux = self.loss_weight
+        elif schedule.unit == "epoch":
+            t = torch.zeros((), dtype=torch.float64, device=segment.device) + epoch
+            applied = schedule.value_tensor(t)
+            aux = applied if schedule.is_custom else t  # the host recomputes a built-in
+        else:
+            t = segment.next_step().to(torch.float64)
+            applied = aux = schedule.value_tensor(t)  # a built-in's aux goes unused
+        segment.record(raw, aux)
+        self.last_loss_map = loss_map
+        if isinstance(applied, Tensor):
+            applied = applied.to(value.dtype)
+        return value * applied, raw, -1
 
     def _call_function(self, inputs: tuple[Any, ...]) -> Tensor:
         """Run the loss function; the user's exceptions keep their type (with a note)."""

@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,12 +29,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from torch import Tensor
 
 from nectarloss.validation import did_you_mean
 
 __all__ = [
     "CURVES",
     "WINDOWED_CURVES",
+    "TENSOR_CURVES",
     "Schedule",
     "ScheduleFn",
     "check_curve",
@@ -84,6 +87,46 @@ def _warmup(s: Schedule, t: float) -> float:
         return 0.0
     return _linear(s, t)
 
+
+def _progress_tensor(s: Schedule, t: Tensor) -> Tensor:
+    """:func:`progress` on a float64 tensor (the same arithmetic, so the same bits)."""
+    return ((t - s.start_epoch) / (s.end_epoch - s.start_epoch)).clamp(0.0, 1.0)
+
+
+def _linear_tensor(s: Schedule, t: Tensor) -> Tensor:
+    return s.initial_value + (s.target_value - s.initial_value) * _progress_tensor(s, t)
+
+
+def _exponential_tensor(s: Schedule, t: Tensor) -> Tensor:
+    ratio = torch.full_like(t, s.target_value / s.initial_value)
+    return s.initial_value * ratio.pow(_progress_tensor(s, t))
+
+
+def _cosine_tensor(s: Schedule, t: Tensor) -> Tensor:
+    half = 0.5 * (1.0 + torch.cos(math.pi * _progress_tensor(s, t)))
+    return s.target_value + (s.initial_value - s.target_value) * half
+
+
+def _step_tensor(s: Schedule, t: Tensor) -> Tensor:
+    reached = torch.zeros_like(t)
+    for milestone in s.milestones:  # few, fixed: unrolled into the graph
+        reached = reached + (t >= milestone).to(t.dtype)
+    return s.initial_value * torch.full_like(t, s.factor).pow(reached)
+
+
+def _warmup_tensor(s: Schedule, t: Tensor) -> Tensor:
+    return torch.where(t < s.start_epoch, torch.zeros_like(t), _linear_tensor(s, t))
+
+
+#: Built-in curves by name, on a float64 tensor of times (for compiled steps).
+TENSOR_CURVES: dict[str, Callable[[Schedule, Tensor], Tensor]] = {
+    "constant": lambda s, t: torch.full_like(t, s.initial_value),
+    "linear": _linear_tensor,
+    "exponential": _exponential_tensor,
+    "cosine": _cosine_tensor,
+    "step": _step_tensor,
+    "warmup": _warmup_tensor,
+}
 
 #: Built-in curves by name.
 CURVES: dict[str, Callable[[Schedule, float], float]] = {
@@ -268,6 +311,17 @@ class Schedule(BaseModel):
                 f"to return a float, got {type(result).__name__} at t={t}."
             )
         return float(result)
+
+    def value_tensor(self, t: Tensor) -> Tensor:
+        """The weight at the times in ``t`` (a float64 tensor), computed on its device.
+
+        For compiled and captured steps: no host number is read, so a changing epoch or
+        step never recompiles. A custom callable gets the tensor (it must accept one).
+        """
+        curve = self.schedule
+        if isinstance(curve, str):
+            return TENSOR_CURVES[curve](self, t)
+        return torch.as_tensor(curve(self, t), dtype=torch.float64, device=t.device)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible fields (raises for a custom callable curve)."""

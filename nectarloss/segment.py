@@ -1,0 +1,113 @@
+"""``DeviceSegment``: values recorded inside a compiled or CUDA-graph-captured step.
+
+A compiled step cannot touch host state without recompiling (every changing Python
+int is a guard) and a captured one cannot run Python at all on replay. So inside them
+a loss records with device operations only: the value and one float64 of context (the
+weight applied, or the epoch when the host can recompute the weight from it) go to the
+next slot of preallocated device buffers (12 bytes a slot), at an index held in a
+device counter. The host learns how many there are when the history is settled (at a
+flush or a query: one small copy), and only then numbers them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["DeviceSegment"]
+
+
+class DeviceSegment:
+    """Device buffers for up to ``capacity`` values, written at a device-side index.
+
+    Args:
+        capacity: Values it holds; a further value overwrites a spare slot and is
+            counted as lost (reported when settled).
+        device: Where the buffers live (the loss's device).
+        dtype: The values' dtype.
+
+    Example:
+        >>> seg = DeviceSegment(4, torch.device("cpu"))
+        >>> seg.record(torch.tensor(0.5), 2.0)
+        >>> seg.record(torch.tensor(0.25), torch.tensor(3.0, dtype=torch.float64))
+        >>> values, aux = seg.take()
+        >>> values.tolist(), aux
+        ([0.5, 0.25], [2.0, 3.0])
+    """
+
+    __slots__ = ("capacity", "values", "aux", "count", "base_step", "last", "used")
+
+    def __init__(
+        self, capacity: int, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> None:
+        self.capacity = capacity
+        slots = capacity + 1  # the last slot takes values past capacity
+        self.values = torch.zeros(slots, dtype=dtype, device=device)
+        #: Per value, its weight or its epoch (whichever the history resolves weights from).
+        self.aux = torch.zeros(slots, dtype=torch.float64, device=device)
+        #: Values recorded since the last settle (may exceed ``capacity``: lost ones).
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+        #: The step number of the first value (kept by the host for step schedules).
+        self.base_step = torch.zeros((), dtype=torch.int64, device=device)
+        #: The latest value, in a fixed place (a captured graph's outputs get reused).
+        self.last = torch.zeros((), dtype=dtype, device=device)
+        #: Set by :meth:`record` (on the host, after a compiled call): settle me.
+        self.used = False
+        if device.type == "cuda":  # fixed addresses, so CUDA graphs may write them
+            for t in (self.values, self.aux, self.count, self.base_step, self.last):
+                torch._dynamo.mark_static_address(t)
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def record(self, value: Tensor, aux: Tensor | float) -> None:
+        """Write one value and its weight or epoch at the device counter (no sync)."""
+        index = self.count.clamp(max=self.capacity).reshape(1)
+        value = value.detach().reshape(1).to(self.values.dtype)
+        self.values.index_put_((index,), value)
+        self.aux.index_put_((index,), _as_tensor(aux, self.aux))
+        self.last.copy_(value.reshape(()))
+        self.count.add_(1)
+        self.used = True
+
+    def next_step(self) -> Tensor:
+        """The step number the next value gets, as a device int64 (no sync)."""
+        return self.base_step + self.count
+
+    def take(self, owner: str = "LMHistory") -> tuple[Tensor, list[float]]:
+        """The recorded values (on the device) and their weights or epochs; then empty.
+
+        Reads the counter and the weights or epochs back (one host copy each).
+        Values past ``capacity`` were lost; a ``RuntimeWarning`` says how many.
+        """
+        recorded = int(self.count)
+        kept = min(recorded, self.capacity)
+        if recorded > kept:
+            warnings.warn(
+                f"{owner}: {recorded - kept} values recorded in compiled or captured steps "
+                f"were lost: the buffer holds {self.capacity} between flushes. Call "
+                "update_loss_log() more often or raise history_buffer_size.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        aux: list[float] = self.aux[:kept].tolist()
+        values = self.values[:kept].clone()
+        self.count.zero_()
+        self.used = False
+        return values, aux
+
+    def to(self, device: torch.device) -> DeviceSegment:
+        """A copy on ``device`` (settle first: the recorded values are not carried)."""
+        moved = DeviceSegment(self.capacity, device, self.values.dtype)
+        moved.base_step.copy_(self.base_step)
+        return moved
+
+
+def _as_tensor(value: Tensor | float, like: Tensor) -> Tensor:
+    """``value`` as a 1-element tensor of ``like``'s dtype and device."""
+    if isinstance(value, Tensor):
+        return value.detach().reshape(1).to(like.dtype)
+    return torch.full((1,), value, dtype=like.dtype, device=like.device)
