@@ -11,6 +11,7 @@ and nothing is read back until a flush or a query.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -363,6 +364,15 @@ class LossManager(LossQueries):
         automatic flush), so a valid call is never lost. ``weight`` overrides the
         loss's own (see :meth:`LMLoss.run`).
         """
+        if torch.compiler.is_compiling():  # no host checks, no host state: see LMLoss.run
+            return entry.run(
+                inputs,
+                self._epoch if epoch is None else epoch,
+                timesteps,
+                context,
+                lock=contextlib.nullcontext(),
+                weight=weight,
+            )[0]
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
         weighted, raw, step = entry.run(
@@ -375,6 +385,8 @@ class LossManager(LossQueries):
             check_context=self.check_timesteps,
             weight=weight,
         )
+        if step < 0:  # recorded on the device (a CUDA graph capture): settled at a flush
+            return weighted
         if self._log is not None and entry.history.flush_due:
             self._log.flush_full(entry, step, list(self._losses.values()))
         if self.check_every_step and not bool(torch.isfinite(raw).all()):
@@ -483,6 +495,8 @@ class LossManager(LossQueries):
         Taking it copies each unflushed buffer to the host once.
         """
         with self._lock:  # no call or flush changes the buffers while they are copied
+            for entry in self._losses.values():
+                entry.settle()
             log = self._log
             return {
                 "version": self.STATE_VERSION,
@@ -548,6 +562,7 @@ class LossManager(LossQueries):
         with self._lock:
             self.device = torch.device(device)
             for e in self._losses.values():
+                e.settle()
                 if isinstance(e.function, nn.Module):
                     e.function.to(self.device)
                 for m in e.modifiers:

@@ -36,6 +36,12 @@ class LossQueries:
 
     # ------------------------------------------------------------------ queries
     def _select(self, query: Sequence[str] | str | None) -> list[LMLoss]:
+        entries = self._selected(query)
+        for entry in entries:  # take in what compiled steps recorded (a sync only then)
+            entry.settle()
+        return entries
+
+    def _selected(self, query: Sequence[str] | str | None) -> list[LMLoss]:
         if query is None:
             return list(self._losses.values())
         items = [query] if isinstance(query, str) else list(query)

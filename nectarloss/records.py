@@ -46,7 +46,8 @@ def _on_device(history: LMHistory) -> bool:
     segment = history.segment
     if segment is None:
         return False
-    return segment.used or (segment.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+    capturing = segment.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return segment.used or capturing
 
 
 def _describe(inputs: tuple[Any, ...]) -> str:
@@ -310,14 +311,14 @@ class LMLoss:
             history = self.history
             if not keep_history and history.count:
                 history.clear()
-            segment = history.segment
-            if segment is None or segment.device != raw.device:
+            if history.segment is None or history.segment.device != raw.device:
                 history.ensure_segment(raw.device)
             history.record(raw, weight, step)
             self.last_value, self.last_loss_map = raw, loss_map
             self.last_weight = weight
             self.num_steps = step + 1
-            if self.schedule is not None and self.schedule.unit == "step" and segment:
+            segment = history.segment
+            if segment is not None and self.schedule is not None and self.schedule.unit == "step":
                 segment.base_step.fill_(step + 1)  # where a compiled step goes on
         return value * weight, raw, step
 

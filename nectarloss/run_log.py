@@ -106,6 +106,8 @@ class RunLog:
                 self._flushing = False
 
     def _write_pending(self, entries: Sequence[LMLoss], registry: Sequence[LMLoss]) -> int:
+        for entry in registry:  # what compiled or captured steps recorded, in order
+            entry.settle()
         across_ranks = self._check_ranks()
         if across_ranks:  # the one collective: every rank merges its whole registry
             entries = registry

@@ -61,6 +61,7 @@ class DeviceSegment:
 
     @property
     def device(self) -> torch.device:
+        """Where the buffers live."""
         return self.values.device
 
     def record(self, value: Tensor, aux: Tensor | float) -> None:
