@@ -142,7 +142,7 @@ class LMHistory:
         self.segment = DeviceSegment(self.capacity, device, dtype)
         self.segment.base_step.fill_(self.first_step + self.count)
 
-    def settle(self) -> None:
+    def settle(self, owner: str = "LMHistory") -> None:
         """Move what compiled or captured steps recorded into the history (syncs once).
 
         Their weights are re-evaluated on the host where the weight is a built-in curve
@@ -151,7 +151,7 @@ class LMHistory:
         segment = self.segment
         if segment is None or not segment.used:
             return
-        values, aux = segment.take()
+        values, aux = segment.take(owner)
         if values.numel():
             self._commit()
             self._commit_values([values])

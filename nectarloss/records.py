@@ -222,7 +222,7 @@ class LMLoss:
         if segment is None or not segment.used:
             return
         last = segment.last.clone()
-        history.settle()
+        history.settle(self.name)
         self.num_steps = history.first_step + history.count
         self.last_value = last
         if history.count:

@@ -92,7 +92,7 @@ class DeviceSegment:
                 f"were lost: the buffer holds {self.capacity} between flushes. Call "
                 "update_loss_log() more often or raise history_buffer_size.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
         aux: list[float] = self.aux[:kept].tolist()
         values = self.values[:kept].clone()
