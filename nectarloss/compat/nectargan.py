@@ -751,7 +751,7 @@ class LossManager:
     ) -> dict[str, float]:
         """Latest weighted value of each selected loss, rounded (one host copy)."""
         selected = self._select(query)
-        weighted = []
+        weighted: list[Tensor | None] = []
         for e in selected.values():
             n = e._native
             if n is None or n.last_value is None or n.last_weight is None:
