@@ -140,12 +140,13 @@ def all_float32(column: LogColumn[float]) -> bool:
 
 
 def multiply(
-    values: LogColumn[float], weights: LogColumn[float], float32: bool = False
+    values: LogColumn[float], weights: LogColumn[float], dtype: torch.dtype = torch.float64
 ) -> LogColumn[float]:
     """Element-wise ``values * weights``; ``values`` itself when every weight is 1.
 
-    With ``float32`` the product is rounded as torch computes a float32 loss times a
-    Python float (both in float32), which is what NectarGAN records.
+    With a ``dtype`` other than float64 the product is rounded as torch computes a loss
+    of that dtype times a Python float (in float32, then rounded to ``dtype``), which is
+    what NectarGAN records.
 
     Raises:
         ValueError: The columns differ in length.
@@ -159,12 +160,24 @@ def multiply(
     if bool((w == 1.0).all()):
         return values
     out: array[float] = array("d", [0.0]) * len(values)
-    if float32:
-        product = _tensor(values).to(torch.float32) * w.to(torch.float32)
-        _tensor(LogColumn(out)).copy_(product)
-    else:
-        torch.mul(_tensor(values), w, out=_tensor(LogColumn(out)))
+    _tensor(LogColumn(out)).copy_(product_as(_tensor(values), w, dtype))
     return LogColumn(out)
+
+
+def product_as(values: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values * weights`` rounded as torch multiplies a ``dtype`` loss by a Python float.
+
+    That is in float64 for float64, else in float32, rounded to ``dtype``: what
+    ``(loss * weight).item()`` gives for a loss whose mean is ``values``.
+
+    Example:
+        >>> product_as(torch.tensor([0.1]), torch.tensor([3.0]), torch.float32).item() == (
+        ...     torch.tensor(0.1) * 3.0).item()
+        True
+    """
+    if dtype == torch.float64:
+        return values.to(torch.float64) * weights.to(torch.float64)
+    return (values.to(torch.float32) * weights.to(torch.float32)).to(dtype)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,9 @@ class LMLoss:
     #: The catalog entry of ``function`` when it is a known loss (set at registration);
     #: used to check the number of inputs of each call.
     catalog_entry: LossEntry | None = field(default=None, repr=False)
+    #: Check a catalog loss's inputs (count, shapes) at each call; ``False`` leaves the
+    #: inputs to torch (which broadcasts a target of another shape, with a warning).
+    check_inputs: bool = field(default=True, repr=False)
 
     def weight_at(self, epoch: float, step: int) -> float:
         """The weight this loss gets at ``epoch`` / ``step`` (host math, no sync)."""
@@ -175,7 +178,7 @@ class LMLoss:
                 f"{name}: modifiers need a per-sample loss, but the loss function reduces with "
                 f"reduction={reduction!r}; construct it with reduction='none'."
             )
-        if isinstance(self.function, torch.nn.Module):
+        if isinstance(self.function, torch.nn.Module) and self.check_inputs:
             self.catalog_entry = find_loss_entry(self.function)
         return self
 

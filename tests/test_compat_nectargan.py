@@ -389,7 +389,7 @@ def test_register_loss_weight_with_default_schedule_keeps_the_weight() -> None:
     assert lm.get_loss_weights() == {"a": 100.0, "b": 3.0, "c": 2.0}
     with pytest.raises(ValueError, match="^Loss function name already in use: a$"):
         lm.register_loss_fn("a", nn.L1Loss())
-    with pytest.raises(KeyError, match=r"Invalid loss type. Valid types are: \['a', 'b', 'c'\]"):
+    with pytest.raises(KeyError, match=r"Invalid loss type: 'zz'. Valid types are: \['a', 'b'"):
         lm.compute_loss_xy("zz", x, y)
     with pytest.raises(KeyError, match=r"d: schedule expected one of \['exponential', 'linear'\]"):
         lm.register_loss_fn("d", nn.L1Loss(), schedule=Schedule("cosine", 0, 5))
@@ -574,4 +574,77 @@ def test_losses_put_into_loss_fns_directly_are_registered_at_their_first_call(
     functions = json.loads(lm.loss_log.read_text())["LOSSMANAGER_LOG"]["loss_functions"]  # type: ignore[union-attr]
     assert functions["a"] == {"loss": [2.0, 5.0], "weights": [2.0, 5.0]}
     assert functions["b"] == {"loss": [3.0], "weights": [3.0]}
+    lm.close()
+
+
+def test_a_new_manager_takes_over_the_directory_in_this_process(tmp_path: Path) -> None:
+    """NectarGAN's Toolbox starts a new trainer worker while the old one is referenced."""
+    x, y = torch.zeros(2), torch.ones(2)
+    old = LossManager(make_config(tmp_path), tmp_path / "exp")
+    old.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0)
+    old.compute_loss_xy("a", x, y)
+    new = LossManager(make_config(tmp_path, continue_train=True), tmp_path / "exp")
+    new.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0)
+    new.compute_loss_xy("a", x, y)
+    new.update_loss_log()
+    assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["a"].steps == [0, 1]  # old flushed
+    new.close()
+
+
+def test_inputs_nectargan_accepts(tmp_path: Path) -> None:
+    lm = LossManager(make_config(tmp_path), tmp_path / "exp")
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=2.0, tags="GEN")  # type: ignore[arg-type]
+    del lm.loss_fns["a"]
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=-1.0, tags="GEN")  # type: ignore[arg-type]
+    assert list(lm.get_loss_values(query=["EN"])) == ["a"]  # a str of tags: substring match
+    with pytest.warns(UserWarning, match="target size"):  # torch broadcasts, as in NectarGAN
+        out = lm.compute_loss_xy("a", torch.zeros(4, 1), torch.tensor(1.0), -1)
+    assert out.item() == -1.0  # a negative epoch and weight, as NectarGAN allows
+    lm.buffer_size = 0  # NectarGAN then writes at every call
+    assert lm.buffer_size == 1
+    lm.register_loss_fn("s", nn.L1Loss(), schedule=Schedule(lambda s, e: float("nan"), 1, 2))
+    with pytest.raises(ValueError, match=r"^s: the schedule's value at epoch 1 expected a finite"):
+        lm.compute_loss_xy("s", torch.zeros(1), torch.ones(1), 1)
+    assert lm.get_loss_weights()["s"] == 1.0  # unchanged by the refused call
+    lm.loss_fns["z"] = ForeignLMLoss("z", nn.L1Loss(), 3.0, tags=["G"])  # NectarGAN's own type
+    assert lm.get_loss_values()["z"] != lm.get_loss_values()["z"]  # nan: not computed yet
+    assert lm.compute_loss_xy("z", torch.zeros(1), torch.ones(1)).item() == 3.0
+    assert type(lm.loss_fns["z"]) is LMLoss
+    lm.close()
+
+
+def test_log_keeps_registration_order_and_earlier_weights_on_resume(tmp_path: Path) -> None:
+    x, y = torch.zeros(1), torch.ones(1)
+    for run, continue_train in enumerate((False, True)):
+        lm = LossManager(make_config(tmp_path, continue_train=continue_train), tmp_path / "exp")
+        for name in "abc":
+            lm.register_loss_fn(
+                name, nn.L1Loss(), schedule=Schedule(start_epoch=1, end_epoch=9, initial_value=2.0)
+            )
+        for epoch in (1, 2):
+            lm.compute_loss_xy("c", x, y, epoch + 3 * run)
+        lm.update_loss_log()
+        lm.close()
+    functions = json.loads((tmp_path / "exp" / "loss_log.json").read_text())["LOSSMANAGER_LOG"][
+        "loss_functions"
+    ]
+    assert list(functions) == ["a", "b", "c"]
+    assert functions["c"]["weights"] == [2.0] * 4  # loss_weight, before and after the resume
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weighted_values_are_nectargans_in_every_dtype(tmp_path: Path, dtype: torch.dtype) -> None:
+    lm = LossManager(make_config(tmp_path), tmp_path / "exp")
+    lm.register_loss_fn("a", nn.L1Loss(), loss_weight=0.37)
+    torch.manual_seed(0)
+    expected = []
+    for _ in range(20):
+        x, y = torch.randn(8, dtype=dtype), torch.randn(8, dtype=dtype)
+        lm.compute_loss_xy("a", x, y)
+        expected.append((nn.functional.l1_loss(x, y) * 0.37).item())
+    assert lm.loss_fns["a"].history.losses == expected
+    assert lm.get_loss_values(precision=12)["a"] == round(expected[-1], 12)
+    lm.update_loss_log()
+    functions = json.loads(lm.loss_log.read_text())["LOSSMANAGER_LOG"]["loss_functions"]  # type: ignore[union-attr]
+    assert functions["a"]["loss"] == expected
     lm.close()

@@ -34,15 +34,25 @@ Deliberate differences from NectarGAN:
   ``config.train.load.continue_train`` is true, and replaced otherwise (NectarGAN
   truncates ``loss_log.json`` in ``export_base_log`` either way).
 * ``compute_loss_xyz`` works (NectarGAN raises ``NotImplementedError``).
+* A new adapter on a directory another adapter of this process writes to takes it
+  over (the old one flushes and lets go); another process's gets ``LogInUseError``.
+* Loss names follow nectarloss's rule (non-empty, no path separators or control
+  characters), and a weight must be finite (NectarGAN would multiply by NaN).
+* Weighted values have NectarGAN's exact bits for losses that reduce to a scalar; for
+  ``reduction="none"`` outputs (NectarGAN averages ``loss * weight``, the adapter
+  weights the average) they agree to rounding. ``last_loss_map`` is the loss's output,
+  not a copy of it.
+* Interpreter exit flushes ``loss_log.jsonl``; ``loss_log.json`` is rewritten by
+  ``update_loss_log``, ``export_base_log`` and :meth:`LossManager.close`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import struct
 import time
 import warnings
+import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
@@ -55,11 +65,11 @@ from torch import Tensor, nn, optim
 
 from nectarloss import manager as native_manager
 from nectarloss import records
-from nectarloss.columns import LogColumn, all_float32, multiply
+from nectarloss.columns import LogColumn, all_float32, multiply, product_as
 from nectarloss.distributed import is_main_rank
 from nectarloss.log import read_log, write_nectargan_json
 from nectarloss.transfer import values_to_host
-from nectarloss.validation import add_note, check_weight
+from nectarloss.validation import add_note
 
 __all__ = [
     "LMHistory",
@@ -73,6 +83,9 @@ __all__ = [
 
 #: NectarGAN's "no schedule" marker: a ``Schedule`` spanning epochs 0 to 10,000,000.
 DEFAULT_END_EPOCH = 10_000_000
+
+#: Largest ``buffer_size`` (the native history's limit).
+_MAX_BUFFER = records.LMHistory.MAX_CAPACITY
 
 #: A curve: ``fn(schedule, epoch, **weight_kwargs) -> weight``.
 CurveFn = Callable[..., float]
@@ -350,17 +363,27 @@ class LMLoss:
         adopted.schedule.current_value = e.schedule.current_value
         return adopted
 
-    def weight_at(self, epoch: float, **weight_kwargs: Any) -> float:
-        """The weight at ``epoch`` (NectarGAN's rule), stored in ``schedule.current_value``."""
+    def weight_at(self, epoch: Any, **weight_kwargs: Any) -> float:
+        """The weight at ``epoch`` (NectarGAN's rule), stored in ``schedule.current_value``.
+
+        Any finite number is a weight, negative ones included (NectarGAN's curves can
+        give them); a tensor is read back to the host (a sync per call).
+
+        Raises:
+            TypeError: The curve returned something that is not a number.
+            ValueError: The weight is NaN or infinite (``current_value`` is unchanged).
+        """
         s = self.schedule
-        if is_scheduled(s):
-            try:
-                s.current_value = curve_of(s, self.name)(s, epoch, **weight_kwargs)
-            except Exception as exc:
-                add_note(exc, f"nectarloss: raised by the schedule of loss {self.name!r}")
-                raise
-        what = f"schedule value at epoch {epoch}" if is_scheduled(s) else "schedule.current_value"
-        return check_weight(self.name, s.current_value, what)
+        if not is_scheduled(s):
+            return _finite_weight(self.name, s.current_value, "schedule.current_value")
+        try:
+            value = curve_of(s, self.name)(s, epoch, **weight_kwargs)
+        except Exception as exc:
+            add_note(exc, f"nectarloss: raised by the schedule of loss {self.name!r}")
+            raise
+        weight = _finite_weight(self.name, value, f"the schedule's value at epoch {epoch}")
+        s.current_value = value
+        return weight
 
     @property
     def history(self) -> LMHistory:
@@ -370,10 +393,10 @@ class LMLoss:
             return self._history
         h = native.history
         raw = h.values_tensor()
-        float32 = raw.dtype == torch.float32
-        losses = [
-            weighted_value(v, w, float32) for v, w in zip(raw.tolist(), h.weights, strict=True)
-        ]
+        dtype = raw.dtype if native.last_value is None else native.last_value.dtype
+        weights = torch.tensor(h.weights, dtype=torch.float64, device=raw.device)
+        # NectarGAN records (loss * weight).item(): the same rounding, the same bits
+        losses: list[float] = product_as(raw, weights, dtype).tolist()
         return LMHistory(losses, logged_weights(self._logged, h.steps))
 
     @history.setter
@@ -412,22 +435,6 @@ class LMLoss:
         )
 
 
-def _float32(x: float) -> float:
-    """``x`` rounded to the nearest float32."""
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def weighted_value(raw: float, weight: float, float32: bool) -> float:
-    """What NectarGAN records for a loss value: ``(loss * weight).item()``.
-
-    For a float32 loss torch multiplies in float32; the product of two float32 values
-    is exact in float64, so rounding it once gives the same bits.
-    """
-    if not float32 or not math.isfinite(raw):
-        return raw * weight
-    return _float32(_float32(raw) * _float32(weight))
-
-
 def logged_weights(changes: Sequence[tuple[int, float]], steps: range) -> list[float]:
     """The weight NectarGAN logs at each of ``steps``, from ``(first step, weight)`` changes."""
     out: list[float] = []
@@ -436,6 +443,18 @@ def logged_weights(changes: Sequence[tuple[int, float]], steps: range) -> list[f
         lo, hi = max(first, steps.start), min(end, steps.stop)
         out.extend([weight] * max(0, hi - lo))
     return out
+
+
+def _finite_weight(owner: str, value: object, what: str) -> float:
+    """``value`` as a float, if it is a finite real number (or a one-element tensor)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {what} expected a number, got {type(value).__name__}.")
+    weight = float(value)
+    if not math.isfinite(weight):
+        raise ValueError(f"{owner}: {what} expected a finite number, got {weight}.")
+    return weight
 
 
 def _config_value(config: object, path: str) -> Any:
@@ -449,6 +468,26 @@ def _config_value(config: object, path: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- manager
+#: Per experiment directory, the adapter writing there in this process.
+_WRITERS: dict[Path, weakref.ref[LossManager]] = {}
+
+
+def _hand_over(directory: Path, successor: LossManager) -> None:
+    """Close the adapter of this process still writing to ``directory``, if any.
+
+    NectarGAN lets a new manager take over a run's directory while the old one is
+    still referenced (the Toolbox starts a new trainer worker that way); the old one
+    flushes and lets go, so the new one can take the log. Another process's writer
+    still gets :class:`~nectarloss.LogInUseError`.
+    """
+    key = directory.resolve()
+    previous = _WRITERS.get(key)
+    holder = None if previous is None else previous()
+    if holder is not None and holder is not successor:
+        holder.close()
+    _WRITERS[key] = weakref.ref(successor)
+
+
 class LossManager:
     """NectarGAN's ``LossManager``, recording through a native :class:`nectarloss.LossManager`.
 
@@ -486,15 +525,17 @@ class LossManager:
         self.experiment_dir = Path(experiment_dir)
         self.enable_logging = bool(enable_logging)
         continue_train = bool(_config_value(config, "train.load.continue_train"))
+        if self.enable_logging:
+            _hand_over(self.experiment_dir, self)
         #: The native manager doing the work (its log, checkpoints and summary).
         self.native = native_manager.LossManager(
             self.experiment_dir if self.enable_logging else None,
             device=device,
             enable_logging=self.enable_logging,
-            history_buffer_size=history_buffer_size,
             resume=self.enable_logging and continue_train,
             overwrite=self.enable_logging and not continue_train,
         )
+        self.buffer_size = history_buffer_size
         #: ``loss_log.json``, once written.
         self.loss_log: Path | None = None
         self.loss_fns: dict[str, LMLoss] = {}
@@ -518,8 +559,11 @@ class LossManager:
         return self.native.history_buffer_size
 
     @buffer_size.setter
-    def buffer_size(self, size: int) -> None:
-        self.native.history_buffer_size = size
+    def buffer_size(self, size: float) -> None:
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or math.isnan(size):
+            raise TypeError(f"LossManager: `buffer_size` expected a number, got {size!r}.")
+        # NectarGAN flushes once a history holds >= buffer_size values: 0 keeps one
+        self.native.history_buffer_size = max(1, min(math.ceil(size), _MAX_BUFFER))
 
     # ------------------------------------------------------------------ registration
     def init_from_spec(
@@ -588,22 +632,32 @@ class LossManager:
             loss_weight,
             schedule,
             last_loss_map=self.dummy.clone(),
-            tags=list(tags or []),
+            tags=[] if tags is None else tags,
         )
-        native = self._native_entry(loss_name, entry)
-        self.native.init_from_spec(lambda: {loss_name: native})
-        self._bind(loss_name, entry, native)
+        self._register(loss_name, entry)
+
+    def _register(self, name: str, entry: LMLoss) -> records.LMLoss:
+        """Register ``entry`` natively (replacing a native loss of that name) and bind it."""
+        native = self._native_entry(name, entry)
+        if name in self.native:  # dropped from `loss_fns` by hand, or replaced there
+            self.native.remove_loss(name)  # writes its values first
+        self.native.init_from_spec(lambda: {name: native})
+        self._bind(name, entry, native)
+        return native
 
     def _native_entry(self, name: str, entry: LMLoss) -> records.LMLoss:
         """A checked native entry for ``entry`` (weights come from ``entry`` per call)."""
         if is_scheduled(entry.schedule):
             curve_of(entry.schedule, name)  # an unknown curve fails now, not at a call
-        return records.LMLoss(
+        tags = entry.tags
+        native = records.LMLoss(
             name=name,
             function=entry.function,
-            loss_weight=entry.loss_weight,
-            tags=list(entry.tags),
+            loss_weight=max(float(entry.loss_weight), 0.0),  # the header's; never applied
+            tags=[tags] if isinstance(tags, str) else list(tags),
+            check_inputs=False,  # torch's own input rules, as NectarGAN
         ).validated()
+        return native
 
     def _bind(self, name: str, entry: LMLoss, native: records.LMLoss) -> None:
         entry._native = native
@@ -653,28 +707,36 @@ class LossManager:
     ) -> Tensor:
         entry = self.loss_fns.get(loss_name)
         if entry is None:
-            raise KeyError(f"Invalid loss type. Valid types are: {list(self.loss_fns)}")
-        native = entry._native
-        if native is None:  # put into `loss_fns` directly: register it now
-            native = self._native_entry(loss_name, entry)
-            if loss_name in self.native:  # it replaced a registered loss
-                self.native.remove_loss(loss_name)
-            self.native.init_from_spec(lambda: {loss_name: native})
-            self._bind(loss_name, entry, native)
+            raise KeyError(
+                f"Invalid loss type: {loss_name!r}. Valid types are: {list(self.loss_fns)}"
+            )
+        native = entry._native if type(entry) is LMLoss else None
+        if native is None:  # written into `loss_fns` directly: register it now
+            entry = self._adopted(loss_name, entry)
+            native = self._register(loss_name, entry)
         weight_kwargs = loss_kwargs.get("weight_kwargs", {}) if loss_kwargs else {}
         weight = entry.weight_at(epoch, **weight_kwargs)
         changes = entry._logged
         if changes[-1][1] != entry.loss_weight:
             changes.append((native.num_steps, entry.loss_weight))
-        # The adapter's one hook into the native per-step path: the weight is ours.
-        return self.native._run(native, inputs, epoch, None, {}, weight=weight)
+        # The adapter's one hook into the native per-step path: the weight is ours, and
+        # the epoch is NectarGAN's business (any number its curves take).
+        return self.native._run(native, inputs, None, None, {}, weight=weight)
+
+    def _adopted(self, name: str, entry: object) -> LMLoss:
+        """``entry`` as one of ours (NectarGAN's own is converted and put in its place)."""
+        if type(entry) is LMLoss:
+            return entry
+        adopted = LMLoss.adopt(entry, f"loss_fns[{name!r}]")
+        self.loss_fns[name] = adopted
+        return adopted
 
     # ------------------------------------------------------------------ queries
     def _select(self, query: Sequence[str] | None) -> dict[str, LMLoss]:
         """Losses with a tag in ``query`` (NectarGAN matches tags only), or all."""
         return {
-            name: e
-            for name, e in self.loss_fns.items()
+            name: self._adopted(name, e)
+            for name, e in list(self.loss_fns.items())
             if query is None or any(tag in e.tags for tag in query)
         }
 
@@ -689,15 +751,15 @@ class LossManager:
     ) -> dict[str, float]:
         """Latest weighted value of each selected loss, rounded (one host copy)."""
         selected = self._select(query)
-        natives = [e._native for e in selected.values()]
-        last = [None if n is None else n.last_value for n in natives]
-        raw = values_to_host(list(selected), last, [1.0] * len(last))
-        out = {}
-        for name, v, n, t in zip(selected, raw, natives, last, strict=True):
-            weight = 1.0 if n is None or n.last_weight is None else n.last_weight
-            float32 = t is not None and t.dtype == torch.float32
-            out[name] = round(weighted_value(v, weight, float32), precision)
-        return out
+        weighted: list[Tensor | None] = []
+        for e in selected.values():
+            n = e._native
+            if n is None or n.last_value is None or n.last_weight is None:
+                weighted.append(None)
+            else:  # NectarGAN's (loss * weight).item(): the same torch op, the same bits
+                weighted.append(n.last_value * n.last_weight)
+        host = values_to_host(list(selected), weighted, [1.0] * len(weighted))
+        return {name: round(v, precision) for name, v in zip(selected, host, strict=True)}
 
     def get_loss_tensors(self, query: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Weighted output of each selected loss's latest call, on the CPU."""
@@ -784,11 +846,16 @@ class LossManager:
         empty: LogColumn[float] = LogColumn(array("d"))
         columns: dict[str, tuple[LogColumn[float], LogColumn[float]]] = {}
         if source.exists() and source.stat().st_size:
-            for name, series in read_log(source).losses.items():
+            log = read_log(source)
+            for name in [*log.info, *log.losses]:  # registration order, as NectarGAN
+                series = log.losses.get(name)
+                if series is None:
+                    columns.setdefault(name, (empty, empty))
+                    continue
+                described = log.info.get(name, {}).get("weight")
                 weights = array("d", series.weights)
-                self._use_logged_weights(name, series.steps, weights)
-                float32 = all_float32(series.values)
-                loss = multiply(series.values, series.weights, float32=float32)
+                self._use_logged_weights(name, series.steps, weights, described)
+                loss = multiply(series.values, series.weights, self._dtype_of(name, series))
                 columns[name] = (loss, LogColumn(weights))
         for name in self.loss_fns:
             columns.setdefault(name, (empty, empty))
@@ -798,13 +865,26 @@ class LossManager:
             raise RuntimeError(f"Unable to save loss log to: {path.as_posix()}") from exc
         self.loss_log = path
 
-    def _use_logged_weights(self, name: str, steps: Sequence[int], weights: array[float]) -> None:
+    def _dtype_of(self, name: str, series: Any) -> torch.dtype:
+        """The dtype the loss computes in: its latest value's, else float32 if it fits."""
+        entry = self.loss_fns.get(name)
+        native = entry._native if type(entry) is LMLoss else None
+        if native is not None and native.last_value is not None:
+            return native.last_value.dtype
+        return torch.float32 if all_float32(series.values) else torch.float64
+
+    def _use_logged_weights(
+        self, name: str, steps: Sequence[int], weights: array[float], described: object
+    ) -> None:
         """Put the weights NectarGAN logs (``loss_weight``) in place of applied ones.
 
-        Only over the steps this manager recorded; a resumed run's earlier steps keep
-        the weights applied then.
+        Steps this manager recorded get the ``loss_weight`` of their call; earlier
+        ones (a resumed run's) the weight the log's header describes for the loss.
         """
         changes = self._logged.get(name, [])
+        if isinstance(described, (int, float)) and not isinstance(described, bool):
+            end = bisect_left(steps, changes[0][0]) if changes else len(steps)
+            weights[:end] = array("d", [float(described)]) * end
         for i, (first, weight) in enumerate(changes):
             lo = bisect_left(steps, first)
             hi = bisect_left(steps, changes[i + 1][0]) if i + 1 < len(changes) else len(steps)
@@ -818,9 +898,9 @@ class LossManager:
             if train is not None and train.is_dir():
                 self._dataset_length = sum(1 for _ in train.iterdir())
             else:
+                where = "config has no dataloader.dataroot" if train is None else f"no {train}"
                 warnings.warn(
-                    f"LossManager: no dataset directory {str(train)!r} to count for the "
-                    "log's `dataset_length`; writing 0.",
+                    f"LossManager: {where} to count the log's `dataset_length` from; writing 0.",
                     stacklevel=4,
                 )
                 self._dataset_length = 0
