@@ -46,8 +46,7 @@ def _on_device(history: LMHistory) -> bool:
     segment = history.segment
     if segment is None:
         return False
-    capturing = segment.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    return segment.used or capturing
+    return segment.used or (segment.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def _describe(inputs: tuple[Any, ...]) -> str:
@@ -314,7 +313,9 @@ class LMLoss:
             history = self.history
             if not keep_history and history.count:
                 history.clear()
-            if history.segment is None or history.segment.device != raw.device:
+            if history.count == 0 and (  # a new buffer: follow the values' device
+                history.segment is None or history.segment.device != raw.device
+            ):
                 history.ensure_segment(raw.device)
             history.record(raw, weight, step)
             self.last_value, self.last_loss_map = raw, loss_map

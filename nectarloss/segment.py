@@ -37,12 +37,25 @@ class DeviceSegment:
         ([0.5, 0.25], [2.0, 3.0])
     """
 
-    __slots__ = ("capacity", "values", "aux", "count", "base_step", "last", "used")
+    __slots__ = (
+        "capacity",
+        "device",
+        "is_cuda",
+        "values",
+        "aux",
+        "count",
+        "base_step",
+        "last",
+        "used",
+    )
 
     def __init__(
         self, capacity: int, device: torch.device, dtype: torch.dtype = torch.float32
     ) -> None:
         self.capacity = capacity
+        #: Where the buffers live (kept as plain attributes: read at every eager call).
+        self.device = torch.device(device)
+        self.is_cuda = self.device.type == "cuda"
         slots = capacity + 1  # the last slot takes values past capacity
         self.values = torch.zeros(slots, dtype=dtype, device=device)
         #: Per value, its weight or its epoch (whichever the history resolves weights from).
@@ -55,14 +68,9 @@ class DeviceSegment:
         self.last = torch.zeros((), dtype=dtype, device=device)
         #: Set by :meth:`record` (on the host, after a compiled call): settle me.
         self.used = False
-        if device.type == "cuda":  # fixed addresses, so CUDA graphs may write them
+        if self.is_cuda:  # fixed addresses, so CUDA graphs may write them
             for t in (self.values, self.aux, self.count, self.base_step, self.last):
                 torch._dynamo.mark_static_address(t)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the buffers live."""
-        return self.values.device
 
     def record(self, value: Tensor, aux: Tensor | float) -> None:
         """Write one value and its weight or epoch at the device counter (no sync)."""

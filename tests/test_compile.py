@@ -167,7 +167,9 @@ def diffusion_manager(directory: Path) -> LossManager:
     lm = LossManager(directory, history_buffer_size=1000, overwrite=True)
     lm.register_loss_fn("sangoi", nn.MSELoss(reduction="none"), modifiers=[Sangoi(noise)])
     lm.register_loss_fn("minsnr", nn.MSELoss(reduction="none"), modifiers=[MinSNR(noise)])
-    lm.register_loss_fn("debiased", nn.MSELoss(reduction="none"), modifiers=[DebiasedEstimation(noise)])
+    lm.register_loss_fn(
+        "debiased", nn.MSELoss(reduction="none"), modifiers=[DebiasedEstimation(noise)]
+    )
     lm.register_loss_fn("p2", nn.MSELoss(reduction="none"), modifiers=[P2(noise)])
     return lm
 
