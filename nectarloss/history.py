@@ -133,13 +133,25 @@ class LMHistory:
             weights.append(weight)
 
     # -- compiled and captured steps ----------------------------------------------------------
-    def ensure_segment(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
-        """Allocate the :class:`DeviceSegment` compiled steps record into (once per device)."""
+    def ensure_segment(
+        self, device: torch.device, dtype: torch.dtype = torch.float32, keep_latest: bool = False
+    ) -> None:
+        """Allocate the :class:`DeviceSegment` compiled steps record into.
+
+        Again only when the device, the dtype (float64 losses keep float64) or
+        ``keep_latest`` (a manager without a log) differ.
+        """
+        dtype = torch.float64 if dtype == torch.float64 else torch.float32
         segment = self.segment
-        if segment is not None and segment.device == device:
+        if (
+            segment is not None
+            and segment.device == device
+            and segment.values.dtype == dtype
+            and segment.keep_latest == keep_latest
+        ):
             return
         self.settle()
-        self.segment = DeviceSegment(self.capacity, device, dtype)
+        self.segment = DeviceSegment(self.capacity, device, dtype, keep_latest)
         self.segment.base_step.fill_(self.first_step + self.count)
 
     def settle(self, owner: str = "LMHistory") -> None:
@@ -149,19 +161,33 @@ class LMHistory:
         of the epoch or step, so the log gets exactly what an eager run would.
         """
         segment = self.segment
-        if segment is None or not segment.used:
+        if segment is None or not (segment.used or segment.captured):
             return
-        values, aux = segment.take(owner)
+        recorded, values, aux = segment.peek(owner)
+        resolved: list[float] = []
+        if self._weight_of_step is None:  # first, so a bad epoch changes nothing
+            of_time = self._weight_of_time
+            resolved = aux if of_time is None else [of_time(t) for t in aux]
+        if segment.keep_latest and recorded:  # no log: the latest value alone
+            next_step = self.first_step + self.count
+            self.clear(settle=False)
+            self.first_step = next_step + recorded - 1
         if values.numel():
             self._commit()
             self._commit_values([values])
-            if self._weight_of_step is None:
-                of_time = self._weight_of_time
-                resolved = aux if of_time is None else [of_time(t) for t in aux]
-                for i, weight in enumerate(resolved):
-                    self._add_weight(self.count + i, weight)
+            for i, weight in enumerate(resolved):
+                self._add_weight(self.count + i, weight)
             self.count += values.numel()
-        segment.base_step.fill_(self.first_step + self.count)
+        segment.reset(self.first_step + self.count)
+
+    @property
+    def latest_weight(self) -> float | None:
+        """The weight of the latest buffered value (``None`` when empty); no sync."""
+        if not self.count:
+            return None
+        if self._weight_of_step is not None:
+            return self._weight_of_step(self.first_step + self.count - 1)
+        return self._run_weights[-1]
 
     @property
     def flush_due(self) -> bool:
@@ -232,9 +258,10 @@ class LMHistory:
         self._device = device
         return values
 
-    def clear(self) -> None:
+    def clear(self, settle: bool = True) -> None:
         """Forget the recorded values (after a flush). The buffer stays allocated."""
-        self.settle()
+        if settle:
+            self.settle()
         self.first_step += self.count
         self.count = 0
         self._flush_at = self.capacity

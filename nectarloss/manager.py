@@ -244,7 +244,12 @@ class LossManager(LossQueries):
     def _register(self, entry: LMLoss) -> None:
         self._validated(entry)
         next_step = None if self._log is None else self._log.next_steps.get(entry.name)
-        entry.prepare(self._capacity, self.device, first_step=next_step or 0)
+        entry.prepare(
+            self._capacity,
+            self.device,
+            first_step=next_step or 0,
+            keep_latest=not self.enable_logging,
+        )
         self._losses[entry.name] = entry
 
     def remove_loss(self, loss_name: str) -> LMLoss:
@@ -364,14 +369,11 @@ class LossManager(LossQueries):
         automatic flush), so a valid call is never lost. ``weight`` overrides the
         loss's own (see :meth:`LMLoss.run`).
         """
-        if torch.compiler.is_compiling():  # no host checks, no host state: see LMLoss.run
+        if torch.compiler.is_compiling():  # no host checks, no host reads: see LMLoss.run
+            if epoch is not None:
+                self._epoch = epoch  # a store, replayed after the graph: no guard
             return entry.run(
-                inputs,
-                self._epoch if epoch is None else epoch,
-                timesteps,
-                context,
-                lock=contextlib.nullcontext(),
-                weight=weight,
+                inputs, epoch, timesteps, context, lock=contextlib.nullcontext(), weight=weight
             )[0]
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -37,16 +37,32 @@ __all__ = ["LMHistory", "LMLoss", "check_weight"]
 def _on_device(history: LMHistory) -> bool:
     """Whether a call records with device operations only.
 
-    Inside ``torch.compile`` (the check is a constant there, so nothing else is read),
-    while a CUDA graph is being captured, and after either until the next settle, so
-    values stay in order.
+    Inside ``torch.compile`` (the check is a constant there, so nothing else is read)
+    and while a CUDA graph is being captured.
     """
     if torch.compiler.is_compiling():
         return True
     segment = history.segment
-    if segment is None:
-        return False
-    return segment.used or (segment.is_cuda and torch.cuda.is_current_stream_capturing())
+    return segment is not None and segment.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def _traced_epoch(owner: str, epoch: object) -> float:
+    """``epoch``, checked as ``check_epoch`` does, in a form a compiled step can trace.
+
+    A comparison of a dynamic int is a guard on its range, not on its value, so it
+    does not recompile as epochs change.
+    """
+    if epoch is None:
+        raise ValueError(
+            f"{owner}: `epoch` expected a number in a compiled or captured step (its "
+            "schedule is per epoch, and the manager's latest epoch is host state); pass "
+            "epoch=... to each call."
+        )
+    if isinstance(epoch, (bool, Tensor)) or not isinstance(epoch, (int, float, torch.SymInt)):
+        raise TypeError(f"{owner}: `epoch` expected an int or a float, got {type(epoch).__name__}.")
+    if not epoch >= 0:  # NaN fails it too
+        raise ValueError(f"{owner}: `epoch` expected a finite number >= 0, got {epoch}.")
+    return cast(float, epoch)
 
 
 def _describe(inputs: tuple[Any, ...]) -> str:
@@ -181,13 +197,20 @@ class LMLoss:
             self.catalog_entry = find_loss_entry(self.function)
         return self
 
-    def prepare(self, history_size: int, device: torch.device | None, first_step: int = 0) -> None:
+    def prepare(
+        self,
+        history_size: int,
+        device: torch.device | None,
+        first_step: int = 0,
+        keep_latest: bool = False,
+    ) -> None:
         """Move the module and modifiers to ``device`` and allocate the history.
 
         Args:
             history_size: Values buffered before a flush is due.
             device: Where the module, modifiers and buffer go (``None``: where they are).
             first_step: The step the next call gets (a resumed log's next step).
+            keep_latest: Keep only the latest value (a manager without a log).
         """
         if device is not None:
             if isinstance(self.function, torch.nn.Module):
@@ -209,7 +232,9 @@ class LMLoss:
         )
         self.num_steps = self.history.first_step = first_step
         # where compiled steps record; the first eager call moves it to the values' device
-        self.history.ensure_segment(device if device is not None else torch.device("cpu"))
+        self.history.ensure_segment(
+            device if device is not None else torch.device("cpu"), keep_latest=keep_latest
+        )
 
     def _weight_at_epoch(self, epoch: float) -> float:
         return self.weight_at(epoch, 0)
@@ -228,7 +253,7 @@ class LMLoss:
         self.num_steps = history.first_step + history.count
         self.last_value = last
         if history.count:
-            self.last_weight = history.weights[-1]
+            self.last_weight = history.latest_weight
 
     def describe(self) -> dict[str, Any]:
         """How the log's header describes this loss: tags, weight, schedule, modifiers."""
@@ -260,7 +285,7 @@ class LMLoss:
     def run(
         self,
         inputs: tuple[Any, ...],
-        epoch: float,
+        epoch: float | None,
         timesteps: Tensor | None,
         context: dict[str, Any],
         lock: AbstractContextManager[Any],
@@ -303,20 +328,21 @@ class LMLoss:
         if _on_device(self.history):
             return self._run_on_device(value, raw, loss_map, epoch, weight)
         with lock:
+            segment = self.history.segment
+            if segment is not None and (segment.used or segment.captured):
+                self.settle()  # compiled calls first, in order (one copy, then none)
             step = self.num_steps
             if weight is None:
                 weight = (
                     self.loss_weight
                     if self.schedule is None
-                    else self._scheduled_weight(epoch, step)
+                    else self._scheduled_weight(0 if epoch is None else epoch, step)
                 )
             history = self.history
             if not keep_history and history.count:
                 history.clear()
-            if history.count == 0 and (  # a new buffer: follow the values' device
-                history.segment is None or history.segment.device != raw.device
-            ):
-                history.ensure_segment(raw.device)
+            if history.count == 0:  # a new buffer: follow the values' device and dtype
+                history.ensure_segment(raw.device, raw.dtype, keep_latest=not keep_history)
             history.record(raw, weight, step)
             self.last_value, self.last_loss_map = raw, loss_map
             self.last_weight = weight
@@ -327,7 +353,12 @@ class LMLoss:
         return value * weight, raw, step
 
     def _run_on_device(
-        self, value: Tensor, raw: Tensor, loss_map: Tensor, epoch: float, weight: float | None
+        self,
+        value: Tensor,
+        raw: Tensor,
+        loss_map: Tensor,
+        epoch: float | None,
+        weight: float | None,
     ) -> tuple[Tensor, Tensor, int]:
         """Record with device operations only (inside ``torch.compile`` or a CUDA graph).
 
@@ -336,12 +367,20 @@ class LMLoss:
         number is not known on the host: ``-1`` is returned.
         """
         segment = self.history.segment
-        if segment is None:
+        if segment is None or segment.device != raw.device:
             raise RuntimeError(
-                f"{self.name}: a compiled or captured step needs the loss's device buffers; "
-                "pass device= to LossManager, or call the loss once eagerly first."
+                f"{self.name}: a compiled or captured step on {raw.device} needs the loss's "
+                "buffers there; pass device= to LossManager, or call the loss once eagerly "
+                "first."
+            )
+        if raw.dtype == torch.float64 and segment.values.dtype != torch.float64:
+            raise RuntimeError(
+                f"{self.name}: a float64 loss in a compiled or captured step needs float64 "
+                "buffers; call the loss once eagerly first."
             )
         schedule = self.schedule
+        if not torch.compiler.is_compiling():
+            segment.captured = True  # a CUDA graph capture: replays run no Python
         applied: Tensor | float
         aux: Tensor | float
         if weight is not None:
@@ -349,7 +388,9 @@ class LMLoss:
         elif schedule is None:
             applied = aux = self.loss_weight
         elif schedule.unit == "epoch":
-            t = torch.zeros((), dtype=torch.float64, device=segment.device) + epoch
+            t = torch.zeros((), dtype=torch.float64, device=segment.device) + _traced_epoch(
+                self.name, epoch
+            )
             applied = schedule.value_tensor(t)
             aux = applied if schedule.is_custom else t  # the host recomputes a built-in
         else:

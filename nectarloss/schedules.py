@@ -321,7 +321,9 @@ class Schedule(BaseModel):
         curve = self.schedule
         if isinstance(curve, str):
             return TENSOR_CURVES[curve](self, t)
-        return torch.as_tensor(curve(self, t), dtype=torch.float64, device=t.device)  # type: ignore[arg-type]
+        # the eager path passes int(t); floor is the same for the times a schedule takes
+        result = curve(self, t.floor())  # type: ignore[arg-type]
+        return torch.as_tensor(result, dtype=torch.float64, device=t.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible fields (raises for a custom callable curve)."""

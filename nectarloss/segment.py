@@ -11,6 +11,7 @@ flush or a query: one small copy), and only then numbers them.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -32,27 +33,35 @@ class DeviceSegment:
         >>> seg = DeviceSegment(4, torch.device("cpu"))
         >>> seg.record(torch.tensor(0.5), 2.0)
         >>> seg.record(torch.tensor(0.25), torch.tensor(3.0, dtype=torch.float64))
-        >>> values, aux = seg.take()
-        >>> values.tolist(), aux
-        ([0.5, 0.25], [2.0, 3.0])
+        >>> recorded, values, aux = seg.peek()
+        >>> recorded, values.tolist(), aux
+        (2, [0.5, 0.25], [2.0, 3.0])
     """
 
     __slots__ = (
         "capacity",
         "device",
         "is_cuda",
+        "keep_latest",
         "values",
         "aux",
         "count",
         "base_step",
         "last",
         "used",
+        "captured",
     )
 
     def __init__(
-        self, capacity: int, device: torch.device, dtype: torch.dtype = torch.float32
+        self,
+        capacity: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        keep_latest: bool = False,
     ) -> None:
         self.capacity = capacity
+        #: Keep only the latest value (a manager without a log): every value goes to slot 0.
+        self.keep_latest = keep_latest
         #: Where the buffers live (kept as plain attributes: read at every eager call).
         self.device = torch.device(device)
         self.is_cuda = self.device.type == "cuda"
@@ -68,13 +77,17 @@ class DeviceSegment:
         self.last = torch.zeros((), dtype=dtype, device=device)
         #: Set by :meth:`record` (on the host, after a compiled call): settle me.
         self.used = False
+        #: A CUDA graph captured a record: its replays write without running Python,
+        #: so every settle reads the counter from then on.
+        self.captured = False
         if self.is_cuda:  # fixed addresses, so CUDA graphs may write them
             for t in (self.values, self.aux, self.count, self.base_step, self.last):
                 torch._dynamo.mark_static_address(t)
 
     def record(self, value: Tensor, aux: Tensor | float) -> None:
         """Write one value and its weight or epoch at the device counter (no sync)."""
-        index = self.count.clamp(max=self.capacity).reshape(1)
+        bound = 0 if self.keep_latest else self.capacity
+        index = self.count.clamp(max=bound).reshape(1)
         value = value.detach().reshape(1).to(self.values.dtype)
         self.values.index_put_((index,), value)
         self.aux.index_put_((index,), _as_tensor(aux, self.aux))
@@ -86,37 +99,50 @@ class DeviceSegment:
         """The step number the next value gets, as a device int64 (no sync)."""
         return self.base_step + self.count
 
-    def take(self, owner: str = "LMHistory") -> tuple[Tensor, list[float]]:
-        """The recorded values (on the device) and their weights or epochs; then empty.
+    def peek(self, owner: str = "LMHistory") -> tuple[int, Tensor, list[float]]:
+        """How many calls recorded, the values kept (on the device) and their aux.
 
-        Reads the counter and the weights or epochs back (one host copy each).
-        Values past ``capacity`` were lost; a ``RuntimeWarning`` says how many.
+        Reads the counter and the aux back (one host copy each). With ``keep_latest``
+        only the latest value is kept; otherwise values past ``capacity`` were lost and
+        a ``RuntimeWarning`` says how many. Call :meth:`reset` once they are taken in.
         """
         recorded = int(self.count)
-        kept = min(recorded, self.capacity)
-        if recorded > kept:
+        kept = min(recorded, 1 if self.keep_latest else self.capacity)
+        if recorded > kept and not self.keep_latest:
             warnings.warn(
                 f"{owner}: {recorded - kept} values recorded in compiled or captured steps "
                 f"were lost: the buffer holds {self.capacity} between flushes. Call "
                 "update_loss_log() more often or raise history_buffer_size.",
                 RuntimeWarning,
-                stacklevel=5,
+                stacklevel=_user_stacklevel(),
             )
         aux: list[float] = self.aux[:kept].tolist()
-        values = self.values[:kept].clone()
+        return recorded, self.values[:kept].clone(), aux
+
+    def reset(self, base_step: int) -> None:
+        """Empty it; the next value gets step ``base_step``."""
         self.count.zero_()
+        self.base_step.fill_(base_step)
         self.used = False
-        return values, aux
 
     def to(self, device: torch.device) -> DeviceSegment:
         """A copy on ``device`` (settle first: the recorded values are not carried)."""
-        moved = DeviceSegment(self.capacity, device, self.values.dtype)
+        moved = DeviceSegment(self.capacity, device, self.values.dtype, self.keep_latest)
         moved.base_step.copy_(self.base_step)
         return moved
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside nectarloss (for warnings)."""
+    package = __file__.rsplit("/", 1)[0]
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
 
 
 def _as_tensor(value: Tensor | float, like: Tensor) -> Tensor:
     """``value`` as a 1-element tensor of ``like``'s dtype and device."""
     if isinstance(value, Tensor):
-        return value.detach().reshape(1).to(like.dtype)
+        return value.detach().reshape(1).to(like.device, like.dtype)
     return torch.full((1,), value, dtype=like.dtype, device=like.device)

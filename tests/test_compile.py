@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch._dynamo.utils import counters
 
-from nectarloss import LossManager, Schedule, read_log
+from nectarloss import LossManager, NonFiniteLossError, Schedule, read_log
 from nectarloss.modifiers import P2, DebiasedEstimation, MinSNR, Sangoi
 from nectarloss.noise import NoiseSchedule
 
@@ -197,3 +197,81 @@ def test_snr_modifiers_compile_once(tmp_path: Path) -> None:
         logs.append(tmp_path / mode)
     assert counters["stats"]["unique_graphs"] <= 2
     assert_same_log(*logs, exact=False)
+
+
+def compiled_call(lm: LossManager, name: str, **kw: Any) -> Callable[..., Tensor]:
+    def call(x: Tensor, y: Tensor, epoch: Any = None) -> Tensor:
+        return lm.compute_loss_xy(name, x, y, epoch=epoch, **kw)
+
+    return torch.compile(call, fullgraph=True, backend="eager")
+
+
+def test_eager_calls_after_compiled_ones_flush_and_check_as_eager(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path, history_buffer_size=10, nonfinite_check="step")
+    lm.register_loss_fn("a", nn.L1Loss())
+    x, y = torch.zeros(3), torch.ones(3)
+    compiled_call(lm, "a")(x, y, 0)
+    for _ in range(30):  # the automatic flush of a full buffer still runs
+        lm.compute_loss_xy("a", x, y, epoch=0)
+    lm.close()
+    assert read_log(tmp_path / "loss_log.jsonl").losses["a"].steps == list(range(31))
+    with pytest.raises(NonFiniteLossError):  # and the per-step check too
+        lm.compute_loss_xy("a", torch.full((3,), float("nan")), y, epoch=0)
+
+
+def test_epoch_in_a_compiled_step_is_checked_and_required_by_epoch_schedules(
+    tmp_path: Path,
+) -> None:
+    lm = manager(tmp_path)
+    x, y = torch.zeros(3), torch.ones(3)
+    with pytest.raises(Exception, match="by_epoch: `epoch` expected a number in a compiled"):
+        compiled_call(lm, "by_epoch")(x, y)
+    torch._dynamo.reset()
+    with pytest.raises(
+        Exception, match=r"by_epoch: `epoch` expected a finite number >= 0, got nan"
+    ):
+        compiled_call(lm, "by_epoch")(x, y, float("nan"))
+    torch._dynamo.reset()
+    compiled_call(lm, "constant")(x, y)  # no epoch schedule: no epoch needed
+    step = compiled_call(lm, "by_epoch")
+    for epoch in range(12):  # the epoch store does not guard: no recompile limit
+        step(x, y, epoch)
+    assert lm.state_dict()["epoch"] == 11
+    assert counters["stats"]["unique_graphs"] <= 4
+
+
+def test_compiled_steps_without_a_log_keep_the_latest_value(tmp_path: Path) -> None:
+    lm = LossManager(enable_logging=False)
+    lm.register_loss_fn(
+        "s", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=40, unit="step")
+    )
+    eager = LossManager(enable_logging=False)
+    eager.register_loss_fn(
+        "s", nn.L1Loss(), schedule=Schedule(schedule="linear", end_epoch=40, unit="step")
+    )
+    step = compiled_call(lm, "s")
+    for i in range(30):
+        x, y = torch.full((3,), float(i)), torch.zeros(3)
+        torch.testing.assert_close(step(x, y), eager.compute_loss_xy("s", x, y))
+        if i % 7 == 0:
+            assert lm.get_loss_values(precision=8) == eager.get_loss_values(precision=8)
+    entry = lm.get_registered_losses(strip=False)["s"]
+    assert entry.num_steps == 30 and len(entry.history) == 1
+    assert lm.get_loss_weights() == eager.get_loss_weights()
+
+
+def test_float64_losses_stay_float64(tmp_path: Path) -> None:
+    logs = []
+    for mode in ("eager", "compiled"):
+        lm = LossManager(tmp_path / mode)
+        lm.register_loss_fn("a", nn.L1Loss())
+        x = torch.tensor([8.506e199, 0.7462594186958711], dtype=torch.float64)
+        lm.compute_loss_xy("a", x, torch.zeros(2, dtype=torch.float64), epoch=0)  # eager first
+        call = compiled_call(lm, "a")
+        for v in x:
+            args = (v.reshape(1), torch.zeros(1, dtype=torch.float64), 0)
+            call(*args) if mode == "compiled" else lm.compute_loss_xy("a", *args)
+        lm.close()
+        logs.append(tmp_path / mode)
+    assert_same_log(*logs)
+    assert read_log(logs[1] / "loss_log.jsonl").losses["a"].values[1] == 8.506e199
