@@ -7,13 +7,14 @@ below (``_confidence``, ``_combine``, ``_running_threshold``, ``_super_loss_step
 
 The math is written for the eager path at small batches, where each tensor op costs a
 few microseconds of dispatch whatever its size: a float32 SuperLoss forward with a
-running threshold is 33 aten ops, the Lambert W included (see
+running threshold is 35 aten ops, the Lambert W included (see
 :func:`~nectarloss.functional.lambertw`), and nothing reads back to the host.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 from torch import Tensor
@@ -53,17 +54,35 @@ def _confidence(
     ``beta = (loss - tau) / lambda``. The second output, ``2 lambda W``, is computed as
     ``2 lambda z sigma*`` (``W = z e^-W``), which is exactly 0 where ``loss == tau``.
     """
-    info = torch.finfo(detached.dtype)
+    dtype = detached.dtype
+    info = torch.finfo(dtype)
     # beta >= -2/e as loss - tau >= -2 lambda / e, with a margin of a few ulps so that the
     # capped values land at or below the branch point (W = -1, sigma* = e) after rounding.
     cap = 2.0 * regularization / math.e * (1.0 + 8.0 * info.eps)
     shifted = (detached - tau).clamp_min_(-cap)
-    # p2 = 2 (e z + 1) = 2 + (e / lambda) (loss - tau), the branch-point variable squared.
+    # p2 = 2 (e z + 1) = (e / lambda) (loss - tau + 2 lambda / e), the branch-point variable
+    # squared. Near the cap the sum cancels: 2 lambda / e is added as hi + lo (hi exact in
+    # the dtype, so the first sum is exact there) before scaling, which keeps p2 precise.
     # At least the smallest normal number (see _neg_lambertw); at most the largest float,
     # reached only by a loss - tau above ~1e37 lambda (float32), whose W it then understates.
-    p2 = torch.rsub(shifted, 2.0, alpha=-math.e / regularization).clamp_(info.tiny, info.max)
+    offset_hi, offset_lo = _split(2.0 * regularization / math.e, dtype)
+    p2 = torch.add(shifted, offset_hi)
+    if offset_lo:
+        p2 = p2.add_(offset_lo)
+    p2 = p2.mul_(math.e / regularization).clamp_(info.tiny, info.max)
     sigma = _neg_lambertw(p2.sqrt(), p2, 0.5).exp_()
     return sigma, shifted.mul_(sigma)
+
+
+def _split(value: float, dtype: torch.dtype) -> tuple[float, float]:
+    """``value = hi + lo`` with ``hi`` representable in ``dtype`` (``lo = 0`` in float64).
+
+    Pure Python (``struct`` rounds to float32), so nothing is read back from a tensor.
+    """
+    if dtype == torch.float64:
+        return value, 0.0
+    hi: float = struct.unpack("f", struct.pack("f", value))[0]
+    return hi, value - hi
 
 
 def _super_loss_parts(

@@ -191,3 +191,18 @@ def test_huge_finite_losses_stay_finite(dtype: torch.dtype) -> None:
     sigma = super_loss_confidence(loss, tau=0.0, regularization=1e-3)
     assert bool(torch.isfinite(sigma).all()) and bool((sigma >= 0).all())
     assert bool(torch.isfinite(super_loss(loss, tau=0.0, regularization=1e-3)).all())
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.3])
+def test_float32_just_above_the_cap_keeps_relative_precision(lam: float) -> None:
+    """Where beta is just above -2/e, W has infinite slope: 2 lambda / e must cancel exactly.
+
+    The float32 losses and tau are exact inputs (their difference is exact in float64);
+    scaling loss - tau by e / lambda before adding 2 loses ~1e-4 of sigma* here.
+    """
+    gen = torch.Generator().manual_seed(3)
+    cap = 2.0 - 2.0 * lam / math.e
+    loss = (cap + torch.rand(4096, generator=gen, dtype=torch.float64) * 1e-3 * lam).float()
+    _, ref_sigma = _reference(loss.double().numpy(), tau=2.0, lam=lam)
+    sigma = super_loss_confidence(loss, tau=2.0, regularization=lam).double().numpy()
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-6)
