@@ -46,6 +46,33 @@ _SQRT_2E = math.sqrt(2.0 * math.e)
 #: absolute terms, as ``1 + W``). Elsewhere, the branch point included, ``-s - 1`` is.
 _SMALL_X_WINDOW = (0.875, 1.125)
 
+#: Cached 0-d tensors for :func:`_scalar_operands`, per (device, dtype, values).
+_SCALAR_OPERANDS: dict[tuple[torch.device, torch.dtype, tuple[float, ...]], tuple[Tensor, ...]] = {}
+_MAX_SCALAR_OPERANDS = 64
+
+
+def _scalar_operands(ref: Tensor, values: tuple[float, ...]) -> tuple[Tensor | float, ...]:
+    """``values`` as cached 0-d tensors in ``ref``'s dtype and on its device (eager mode).
+
+    A Python number in a tensor position (``x + 2.0``) is wrapped into a new 0-d tensor
+    at every call, which at small batch sizes costs about as much as the op itself; a
+    cached 0-d tensor of the same value skips that and gives bitwise the same result.
+    ``torch.full`` launches a fill, never a copy, so creating one never synchronises.
+    The tensors are only ever read. Under ``torch.compile`` and for tensor subclasses
+    (fake tensors included) the floats are returned as they are.
+    """
+    if torch.compiler.is_compiling() or type(ref) is not Tensor:
+        return values
+    key = (ref.device, ref.dtype, values)
+    operands = _SCALAR_OPERANDS.get(key)
+    if operands is None:
+        if len(_SCALAR_OPERANDS) >= _MAX_SCALAR_OPERANDS:  # e.g. many regularizations
+            _SCALAR_OPERANDS.clear()
+        with torch.inference_mode(False), torch.no_grad():
+            operands = tuple(torch.full((), v, dtype=ref.dtype, device=ref.device) for v in values)
+        _SCALAR_OPERANDS[key] = operands
+    return operands
+
 
 def _neg_lambertw(p: Tensor, v: Tensor, c: float) -> Tensor:
     """``-W0(x)`` from ``p = sqrt(2 (e x + 1)) > 0`` and ``c * v = e x + 1 = p^2 / 2``.
@@ -65,8 +92,9 @@ def _neg_lambertw(p: Tensor, v: Tensor, c: float) -> Tensor:
     written below with ``fm = f'`` and ``g = s - fm = -f``; ``v > 0`` keeps ``f' < 0``, so
     no step divides by zero.
     """
+    beta, one = _scalar_operands(p, (_GUESS_BETA, 1.0))
     # Starting guess (see _GUESS_*): 1 + W = log1p(r), s = -(1 + W).
-    spread = torch.rsub(p, _GUESS_BETA, alpha=-_GUESS_GAMMA).log_()
+    spread = torch.rsub(p, beta, alpha=-_GUESS_GAMMA).log_()
     r = torch.addcmul(p, p, p.div(spread), value=_GUESS_KAPPA)
     s = r.log1p_().neg_()
     for _ in range(_NUM_HALLEY_STEPS[p.dtype]):
@@ -75,12 +103,12 @@ def _neg_lambertw(p: Tensor, v: Tensor, c: float) -> Tensor:
         g = torch.sub(s, fm)  # -f, as f = f' - s
         denominator = torch.add(fm, g, alpha=0.5).addcdiv_(g, fm, value=0.5)
         s = s.addcdiv(g, denominator)
-    return s.add_(1.0)
+    return s.add_(one)
 
 
 def _shift_of(x: Tensor) -> Tensor:
     """``x + 1/e``, exact near ``x = -1/e``, at least the smallest normal number."""
-    hi, lo = _BRANCH_POINT_SPLIT[x.dtype]
+    hi, lo = _scalar_operands(x, _BRANCH_POINT_SPLIT[x.dtype])
     # (x - hi) is exact near the branch point (Sterbenz); 1/e = -hi - lo.
     return (x - hi).sub_(lo).clamp_min_(torch.finfo(x.dtype).tiny)
 
@@ -89,7 +117,8 @@ def _lambertw(x: Tensor) -> Tensor:
     """Forward value of ``W0`` (no autograd), in the dtype of ``x`` (float32 or float64)."""
     x = x.clamp_min(_BRANCH_POINT_SPLIT[x.dtype][0])
     shift = _shift_of(x)
-    neg_w = _neg_lambertw(shift.sqrt().mul_(_SQRT_2E), shift, math.e)
+    (sqrt_2e,) = _scalar_operands(x, (_SQRT_2E,))
+    neg_w = _neg_lambertw(shift.sqrt().mul_(sqrt_2e), shift, math.e)
     # x e^-W equals W; for small |x| it keeps W's relative precision and W(0) = 0 exactly.
     center, half_width = _SMALL_X_WINDOW
     w = torch.where((x - center).abs() < half_width, x * neg_w.exp(), neg_w.neg())

@@ -19,7 +19,7 @@ import struct
 import torch
 from torch import Tensor
 
-from nectarloss.functional.lambertw import _neg_lambertw
+from nectarloss.functional.lambertw import _neg_lambertw, _scalar_operands
 from nectarloss.validation import check_float
 
 __all__ = ["super_loss", "super_loss_confidence"]
@@ -66,10 +66,11 @@ def _confidence(
     # At least the smallest normal number (see _neg_lambertw); at most the largest float,
     # reached only by a loss - tau above ~1e37 lambda (float32), whose W it then understates.
     offset_hi, offset_lo = _split(2.0 * regularization / math.e, dtype)
-    p2 = torch.add(shifted, offset_hi)
+    hi, lo, scale = _scalar_operands(shifted, (offset_hi, offset_lo, math.e / regularization))
+    p2 = torch.add(shifted, hi)
     if offset_lo:
-        p2 = p2.add_(offset_lo)
-    p2 = p2.mul_(math.e / regularization).clamp_(info.tiny, info.max)
+        p2 = p2.add_(lo)
+    p2 = p2.mul_(scale).clamp_(info.tiny, info.max)
     sigma = _neg_lambertw(p2.sqrt(), p2, 0.5).exp_()
     return sigma, shifted.mul_(sigma)
 

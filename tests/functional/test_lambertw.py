@@ -265,3 +265,13 @@ def test_gradcheck_near_branch_point_and_for_huge_x(x: float, step: float) -> No
     (grad,) = torch.autograd.grad(lambertw(point).sum(), point)
     w = lambertw(point.detach())
     torch.testing.assert_close(grad, w / (point.detach() * (1.0 + w)), rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cached_scalar_operands_give_the_same_bits_as_floats(dtype: torch.dtype) -> None:
+    """Eager mode uses cached 0-d tensors for constants; compiled code the floats."""
+    torch._dynamo.reset()
+    x = torch.tensor(_grid(dtype), dtype=dtype)
+    x = x[torch.isfinite(x)]
+    traced = torch.compile(lambertw, backend="eager", fullgraph=True)  # runs the float path
+    assert torch.equal(lambertw(x), traced(x))
