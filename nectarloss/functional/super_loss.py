@@ -3,23 +3,28 @@
 The pure functions here take the threshold ``tau`` as an input; the running estimate of
 ``tau`` (exponential or global average) is state, kept in buffers by
 :class:`nectarloss.modifiers.SuperLoss`. Module and functions share the private helpers
-below (``_super_loss_compute``, ``_update_threshold``).
+below (``_confidence``, ``_combine``, ``_running_threshold``, ``_super_loss_step``).
+
+The math is written for the eager path at small batches, where each tensor op costs a
+few microseconds of dispatch whatever its size: a float32 SuperLoss forward with a
+running threshold is 35 aten ops, the Lambert W included (see
+:func:`~nectarloss.functional.lambertw`), and nothing reads back to the host.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 from torch import Tensor
 
-from nectarloss.functional.lambertw import lambertw
+from nectarloss.functional.lambertw import _neg_lambertw, _scalar_operands
 from nectarloss.validation import check_float
 
 __all__ = ["super_loss", "super_loss_confidence"]
 
-#: The Lambert W argument is ``0.5 * max(-2/e, beta)``, i.e. never below ``-1/e``.
-_BETA_MIN = -2.0 / math.e
+_FLOAT_TYPES = (torch.float32, torch.float64)
 
 
 def _check_regularization(owner: str, regularization: object) -> float:
@@ -35,67 +40,129 @@ def _check_regularization(owner: str, regularization: object) -> float:
     )
 
 
-def _compute_dtype(loss: Tensor) -> torch.dtype:
-    """Float32 at least: half-precision losses are computed in float32."""
-    return torch.promote_types(loss.dtype, torch.float32)
+def _as_compute_dtype(loss: Tensor) -> Tensor:
+    """``loss`` in float32 at least: half-precision losses are computed in float32."""
+    return loss if loss.dtype in _FLOAT_TYPES else loss.float()
 
 
-def _confidence(loss: Tensor, tau: Tensor | float, regularization: float) -> Tensor:
-    """Return ``log(sigma*)`` from the detached loss (shared by function and module)."""
-    beta = (loss.detach().to(_compute_dtype(loss)) - tau) / regularization
-    # sigma* = exp(-W0(0.5 max(-2/e, beta)))  =>  log sigma* = -W0(...)
-    return -lambertw(0.5 * beta.clamp(min=_BETA_MIN))
-
-
-def _super_loss_compute(
-    loss: Tensor, tau: Tensor | float, regularization: float
+def _confidence(
+    detached: Tensor, tau: Tensor | float, regularization: float
 ) -> tuple[Tensor, Tensor]:
-    """Return ``(super_loss, sigma*)``; ``sigma*`` and ``tau`` carry no gradient."""
-    if isinstance(tau, Tensor):
-        tau = tau.detach()
-    log_sigma = _confidence(loss, tau, regularization)
-    sigma = torch.exp(log_sigma)
-    out = (loss.to(sigma.dtype) - tau) * sigma + regularization * log_sigma.square()
-    return out, sigma
+    """Return ``(sigma*, 2 lambda W)`` for the detached loss (float32 or float64).
 
-
-def _update_threshold(
-    tau: Tensor, is_initialized: Tensor, batch_mean: Tensor, momentum: Tensor | float
-) -> tuple[Tensor, Tensor]:
-    """Return ``(new_tau, is_valid)``: the new running threshold and whether it moved.
-
-    ``tau <- tau - momentum * (tau - batch_mean)``, except that the first batch (where
-    ``is_initialized`` is ``False``) sets ``tau = batch_mean``. A non-finite
-    ``batch_mean`` (a NaN or inf loss in the batch, an empty batch's ``0 / 0``, or a sum
-    that overflows) leaves ``tau`` as it is and gives ``is_valid = False``, so one bad
-    batch cannot poison the threshold for the rest of training. Both selections are
-    ``torch.where`` on device flags, so nothing synchronises. Shared by the module and
-    manual callers, who store ``new_tau`` and count the batch only where ``is_valid``.
+    ``sigma* = exp(-W)`` with ``W = W0(z)``, ``z = max(beta, -2/e) / 2`` and
+    ``beta = (loss - tau) / lambda``. The second output, ``2 lambda W``, is computed as
+    ``2 lambda z sigma*`` (``W = z e^-W``), which is exactly 0 where ``loss == tau``.
     """
-    is_valid = torch.isfinite(batch_mean)
-    moved = tau - momentum * (tau - batch_mean)
-    updated = torch.where(is_initialized, moved, batch_mean)
-    return torch.where(is_valid, updated, tau), is_valid
+    dtype = detached.dtype
+    info = torch.finfo(dtype)
+    # beta >= -2/e as loss - tau >= -2 lambda / e, with a margin of a few ulps so that the
+    # capped values land at or below the branch point (W = -1, sigma* = e) after rounding.
+    cap = 2.0 * regularization / math.e * (1.0 + 8.0 * info.eps)
+    shifted = (detached - tau).clamp_min_(-cap)
+    # p2 = 2 (e z + 1) = (e / lambda) (loss - tau + 2 lambda / e), the branch-point variable
+    # squared. Near the cap the sum cancels: 2 lambda / e is added as hi + lo (hi exact in
+    # the dtype, so the first sum is exact there) before scaling, which keeps p2 precise.
+    # At least the smallest normal number (see _neg_lambertw); at most the largest float,
+    # reached only by a loss - tau above ~1e37 lambda (float32), whose W it then understates.
+    offset_hi, offset_lo = _split(2.0 * regularization / math.e, dtype)
+    hi, lo, scale = _scalar_operands(shifted, (offset_hi, offset_lo, math.e / regularization))
+    p2 = torch.add(shifted, hi)
+    if offset_lo:
+        p2 = p2.add_(lo)
+    p2 = p2.mul_(scale).clamp_(info.tiny, info.max)
+    sigma = _neg_lambertw(p2.sqrt(), p2, 0.5).exp_()
+    return sigma, shifted.mul_(sigma)
 
 
-def _running_super_loss(
-    loss: Tensor,
+def _split(value: float, dtype: torch.dtype) -> tuple[float, float]:
+    """``value = hi + lo`` with ``hi`` representable in ``dtype`` (``lo = 0`` in float64).
+
+    Pure Python (``struct`` rounds to float32), so nothing is read back from a tensor.
+    """
+    if dtype == torch.float64:
+        return value, 0.0
+    hi: float = struct.unpack("f", struct.pack("f", value))[0]
+    return hi, value - hi
+
+
+def _super_loss_parts(
+    values: Tensor, tau: Tensor | float, regularization: float
+) -> tuple[Tensor, Tensor]:
+    """Return ``(super_loss, sigma*)`` for ``values`` in their (float32+) dtype.
+
+    ``(loss - tau) sigma* + lambda W^2``. ``sigma*``, ``W`` and ``tau`` carry no gradient
+    (computed from the detached loss), so autograd records only the last three ops and
+    ``d out / d loss = sigma*`` exactly.
+    """
+    sigma, scaled_w = _confidence(values.detach(), tau, regularization)
+    return _combine(values, tau, sigma, scaled_w, regularization), sigma
+
+
+def _combine(
+    values: Tensor, tau: Tensor | float, sigma: Tensor, scaled_w: Tensor, regularization: float
+) -> Tensor:
+    """``(loss - tau) sigma* + lambda W^2`` from ``scaled_w = 2 lambda W``."""
+    return torch.addcmul((values - tau) * sigma, scaled_w, scaled_w, value=0.25 / regularization)
+
+
+def _running_threshold(
+    batch_mean: Tensor,
     tau: Tensor,
     is_initialized: Tensor,
-    momentum: Tensor | float,
-    regularization: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Update a running threshold from the batch mean, then apply SuperLoss.
+    count: Tensor,
+    momentum: float | None,
+) -> Tensor:
+    """Update a running threshold in place from ``batch_mean``; return the new one.
 
-    Returns ``(new_tau, super_loss, sigma*, is_valid)``; see :func:`_update_threshold`
-    for ``is_valid`` (a bad or empty batch is computed with the unchanged ``tau``). Pure
-    (the caller stores the state), so it can be compiled as one graph.
+    ``momentum`` (``"exp"``): ``tau <- tau - momentum * (tau - mean)``, except that the
+    first batch (``is_initialized`` False) sets ``tau = mean``. ``None`` (``"global"``):
+    ``tau <- tau + (mean - tau) / (count + 1)``, the running mean of all batch means.
+    A non-finite ``batch_mean`` (a NaN or inf loss in the batch, an empty batch's
+    ``0 / 0``, or a sum that overflows) leaves ``tau``, ``is_initialized`` and ``count``
+    as they are, so one bad batch cannot poison the threshold for the rest of training.
+    Every selection is a ``torch.where`` on device flags: nothing synchronises. The
+    result is in ``batch_mean``'s dtype (``tau`` is stored rounded to its own).
     """
-    dtype = _compute_dtype(loss)
-    batch_mean = loss.detach().to(dtype).mean()  # NaN for an empty batch
-    new_tau, is_valid = _update_threshold(tau.to(dtype), is_initialized, batch_mean, momentum)
-    out, sigma = _super_loss_compute(loss, new_tau, regularization)
-    return new_tau, out, sigma, is_valid
+    difference = batch_mean - batch_mean
+    is_valid = difference == difference  # False for NaN and +-inf
+    current = tau if tau.dtype == batch_mean.dtype else tau.to(batch_mean.dtype)
+    if momentum is None:
+        moved = torch.addcdiv(current, batch_mean - current, count + 1)
+    else:
+        moved = torch.where(is_initialized, torch.lerp(current, batch_mean, momentum), batch_mean)
+    if current is tau:
+        new_tau = torch.where(is_valid, moved, tau, out=tau)
+    else:
+        new_tau = torch.where(is_valid, moved, current)
+        tau.copy_(new_tau)
+    is_initialized.logical_or_(is_valid)
+    count.add_(is_valid)
+    return new_tau
+
+
+def _super_loss_step(
+    values: Tensor,
+    tau: Tensor,
+    is_initialized: Tensor,
+    count: Tensor,
+    momentum: float | None,
+    regularization: float,
+    is_running: bool,
+) -> tuple[Tensor, Tensor]:
+    """One SuperLoss call with its threshold state: ``(super_loss, sigma*)``.
+
+    With ``is_running`` the threshold is first updated from the batch mean (see
+    :func:`_running_threshold`); otherwise ``tau`` is used as it is. One function, so
+    :class:`~nectarloss.modifiers.SuperLoss` can compile it as one graph.
+    """
+    detached = values.detach()
+    if is_running:
+        threshold = _running_threshold(detached.mean(), tau, is_initialized, count, momentum)
+    else:
+        threshold = tau.to(values.dtype)
+    sigma, scaled_w = _confidence(detached, threshold, regularization)
+    return _combine(values, threshold, sigma, scaled_w, regularization), sigma
 
 
 def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -> Tensor:
@@ -127,7 +194,10 @@ def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: flo
         Learning", NeurIPS 2020.
     """
     lam = _check_regularization("super_loss_confidence", regularization)
-    return torch.exp(_confidence(loss, tau, lam))
+    if isinstance(tau, Tensor):
+        tau = tau.detach()
+    sigma, _ = _confidence(_as_compute_dtype(loss.detach()), tau, lam)
+    return sigma
 
 
 def super_loss(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -> Tensor:
@@ -138,8 +208,9 @@ def super_loss(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -
     recommends, so ``d super_loss / d loss = sigma*`` exactly. ``tau`` is detached too.
 
     The paper caps ``beta`` at ``-2/e``; the Lambert W argument then reaches ``-1/e``
-    exactly, where :func:`~nectarloss.functional.lambertw` returns ``-1`` (FastEstimator
-    uses ``-1.9999998/e`` instead to dodge an imprecise ``W``; ours is exact there).
+    exactly, where ``W = -1`` (FastEstimator uses ``-1.9999998/e`` instead to dodge an
+    imprecise ``W``; ours is exact there). ``log(sigma*)^2 = W^2`` is computed as
+    ``(z sigma*)^2`` (``W = z e^-W``), so a loss equal to ``tau`` gives exactly 0.
     Half-precision losses are computed in float32.
 
     Args:
@@ -164,5 +235,7 @@ def super_loss(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -
         Learning", NeurIPS 2020.
     """
     lam = _check_regularization("super_loss", regularization)
-    out, _ = _super_loss_compute(loss, tau, lam)
+    if isinstance(tau, Tensor):
+        tau = tau.detach()
+    out, _ = _super_loss_parts(_as_compute_dtype(loss), tau, lam)
     return out

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from nectarloss.distributed import mean_across_ranks
 from nectarloss.functional.super_loss import (
+    _as_compute_dtype,
     _check_regularization,
-    _running_super_loss,
-    _super_loss_compute,
-    _update_threshold,
+    _running_threshold,
+    _super_loss_parts,
+    _super_loss_step,
 )
 from nectarloss.modifiers.base import LossContext, Modifier, maybe_compiled
 from nectarloss.validation import check_bool, check_float
@@ -40,40 +40,6 @@ def _check_threshold(threshold: object) -> float | str:
         "a finite float",
         type_what=f"a float or one of {THRESHOLD_METHODS}",
     )
-
-
-class _DetachedSuperLoss(torch.autograd.Function):
-    """Run the SuperLoss math on the detached loss; the gradient is ``sigma*`` exactly.
-
-    ``sigma*`` and ``tau`` carry no gradient, so ``d out / d loss = sigma*``: computing
-    the forward without a graph and returning ``grad * sigma*`` is exact, and lets the
-    whole forward run as one (optionally compiled) function.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        loss: Tensor,
-        tau: Tensor,
-        is_initialized: Tensor,
-        momentum: Tensor | float,
-        regularization: float,
-        step: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        new_tau, out, sigma, is_valid = step(
-            loss.detach(), tau, is_initialized, momentum, regularization
-        )
-        ctx.save_for_backward(sigma)
-        ctx.loss_dtype = loss.dtype
-        ctx.mark_non_differentiable(new_tau, sigma, is_valid)
-        return new_tau, out, sigma, is_valid
-
-    @staticmethod
-    def backward(
-        ctx: Any, grad_tau: Tensor, grad_out: Tensor, grad_sigma: Tensor, grad_valid: Tensor
-    ) -> tuple[Tensor | None, ...]:
-        (sigma,) = ctx.saved_tensors
-        return (grad_out * sigma).to(ctx.loss_dtype), None, None, None, None, None
 
 
 class SuperLoss(Modifier):
@@ -109,9 +75,12 @@ class SuperLoss(Modifier):
         sync_ranks: Under ``torch.distributed``, average each batch mean over all ranks
             (one ``all_reduce`` per call, no host sync) so every rank keeps the same
             ``tau``. Ignored outside a process group.
-        use_compile: Run the math through ``torch.compile`` as one fused kernel (several
-            times faster on small batches once compiled; the first call compiles, which
-            takes seconds). Not combined with ``sync_ranks``.
+        use_compile: Run the forward (threshold update included) through
+            ``torch.compile`` as one fused kernel (faster on small batches once compiled;
+            the first call compiles, which takes seconds). Not combined with
+            ``sync_ranks``. Without it the eager forward is 35 aten ops (float32, running
+            threshold); the module also traces whole under ``torch.compile(...,
+            fullgraph=True)`` of a caller, compiling once per input shape and mode.
 
     Raises:
         TypeError: If ``threshold`` is neither a number nor a string (bools included), or
@@ -190,41 +159,14 @@ class SuperLoss(Modifier):
         self.last_confidence = self.last_confidence.new_empty(0)
 
     def _running_buffers(self) -> tuple[Tensor, Tensor, Tensor]:
-        """This mode's ``(tau, is_initialized, count)`` buffers."""
-        mode = "train" if self.training else "eval"
-        return (
-            getattr(self, f"tau_{mode}"),
-            getattr(self, f"is_initialized_{mode}"),
-            getattr(self, f"count_{mode}"),
-        )
+        """This mode's ``(tau, is_initialized, count)`` buffers.
 
-    def _momentum(self, count: Tensor, dtype: torch.dtype) -> Tensor | float:
-        """``momentum`` for ``"exp"``; ``1 / (n + 1)`` (a device tensor) for ``"global"``."""
-        if self.threshold == "exp":
-            return self.momentum
-        return 1.0 / (count + 1).to(dtype)
-
-    def _store(self, new_tau: Tensor, is_valid: Tensor) -> None:
-        """Store ``new_tau``; set the flag and count the batch only where ``is_valid``."""
-        tau, is_initialized, count = self._running_buffers()
-        tau.copy_(new_tau)  # equal to the old tau where the batch was not valid
-        is_initialized.logical_or_(is_valid)
-        count.add_(is_valid.to(count.dtype))
-
-    def _next_tau(self, loss: Tensor) -> Tensor:
-        """Update this mode's running threshold from ``loss`` and return it."""
-        tau, is_initialized, count = self._running_buffers()
-        if isinstance(self.threshold, float):
-            return tau.clone()
-        dtype = torch.promote_types(loss.dtype, torch.float32)
-        batch_mean = loss.detach().to(dtype).mean()  # NaN for an empty batch
-        if self.sync_ranks:  # every rank joins, even with an empty batch
-            batch_mean = mean_across_ranks(batch_mean).to(dtype)
-        new_tau, is_valid = _update_threshold(
-            tau.to(dtype), is_initialized, batch_mean, self._momentum(count, dtype)
-        )
-        self._store(new_tau, is_valid)
-        return new_tau
+        Looked up by constant names (no string building), so ``torch.compile`` traces it.
+        """
+        buffers = cast("dict[str, Tensor]", self._buffers)  # all registered in __init__
+        if self.training:
+            return buffers["tau_train"], buffers["is_initialized_train"], buffers["count_train"]
+        return buffers["tau_eval"], buffers["is_initialized_eval"], buffers["count_eval"]
 
     def forward(self, loss: Tensor, context: LossContext | None = None) -> Tensor:
         """Return the per-sample SuperLoss and update the running threshold.
@@ -239,20 +181,23 @@ class SuperLoss(Modifier):
         Returns:
             The per-sample SuperLoss, shape ``[B]``, float32 or wider.
         """
-        if isinstance(self.threshold, str) and not self.sync_ranks:
-            tau, is_initialized, count = self._running_buffers()
-            momentum = self._momentum(count, torch.promote_types(loss.dtype, torch.float32))
-            step = maybe_compiled(_running_super_loss, self.use_compile)
-            new_tau, out, sigma, is_valid = _DetachedSuperLoss.apply(  # type: ignore[no-untyped-call]
-                loss, tau, is_initialized, momentum, self.regularization, step
-            )
-            self._store(new_tau, is_valid)
+        values = _as_compute_dtype(loss)
+        tau, is_initialized, count = self._running_buffers()
+        is_running = isinstance(self.threshold, str)
+        momentum = self.momentum if self.threshold == "exp" else None
+        if is_running and self.sync_ranks:  # every rank joins, even with an empty batch
+            batch_mean = mean_across_ranks(values.detach().mean()).to(values.dtype)
+            threshold = _running_threshold(batch_mean, tau, is_initialized, count, momentum)
+            out, sigma = _super_loss_parts(values, threshold, self.regularization)
         else:
-            compute = maybe_compiled(_super_loss_compute, self.use_compile)
-            out, sigma = compute(loss, self._next_tau(loss), self.regularization)
-        self.last_confidence = sigma.detach()
-        result: Tensor = out
-        return result
+            step = maybe_compiled(_super_loss_step, self.use_compile)
+            out, sigma = step(
+                values, tau, is_initialized, count, momentum, self.regularization, is_running
+            )
+        # Written to the dict: `self.last_confidence = sigma` would make torch.compile
+        # guard on this buffer's size and compile the forward a second time.
+        self._buffers["last_confidence"] = sigma
+        return out
 
     def __call__(self, loss: Tensor, context: LossContext | None = None) -> Tensor:
         """Run :meth:`forward` through ``nn.Module.__call__`` (hooks included), typed."""

@@ -153,3 +153,56 @@ def test_bad_batch_is_computed_with_the_unchanged_tau(bad: str) -> None:
     assert modifier.tau.item() == 2.0
     assert out.shape == modifier.confidences.shape == loss.shape
     torch.testing.assert_close(out, super_loss(loss.double(), 2.0), equal_nan=True)
+
+
+@pytest.mark.parametrize("lam", [0.25, 1.0, 4.0])
+def test_float32_matches_scipy_reference(lam: float) -> None:
+    """float32 stays within its condition numbers from the cap (beta = -2/e) to huge losses.
+
+    sigma* = exp(-W) moves by the absolute error of W, about eps32 W for large W; near
+    the cap W has infinite slope (dW/dz = e / (1 + W)), so the float32 rounding of
+    ``loss - tau`` alone moves sigma* by ~eps32 e / (1 + W). The tolerance is 2e-6 plus
+    both.
+    """
+    gen = torch.Generator().manual_seed(1)
+    loss = torch.cat(
+        [
+            torch.rand(256, generator=gen) * 6.0,
+            2.0 - 2.0 * lam / math.e + torch.logspace(-6, 0, 64),  # just above the cap
+            torch.logspace(1, 30, 64),
+        ]
+    ).float()
+    ref_out, ref_sigma = _reference(loss.double().numpy(), tau=2.0, lam=lam)
+    one_plus_w = 1.0 - np.log(ref_sigma)  # 1 + W, as W = -log(sigma*)
+    eps32 = float(torch.finfo(torch.float32).eps)
+    slope = math.e / np.maximum(one_plus_w, math.sqrt(eps32))  # infinite at the cap itself
+    rtol = 2e-6 + eps32 * (2.0 * (one_plus_w - 1.0) + 2.0 * slope)
+    sigma = super_loss_confidence(loss, tau=2.0, regularization=lam).double().numpy()
+    assert np.all(np.abs(sigma - ref_sigma) <= rtol * ref_sigma)
+    out = super_loss(loss, tau=2.0, regularization=lam).double().numpy()
+    assert np.all(np.abs(out - ref_out) <= rtol * (np.abs(ref_out) + lam) + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_huge_finite_losses_stay_finite(dtype: torch.dtype) -> None:
+    """Even where (loss - tau) / lambda overflows, sigma* and the SuperLoss stay finite."""
+    big = torch.finfo(dtype).max
+    loss = torch.tensor([1e30, big / 4, big], dtype=dtype)
+    sigma = super_loss_confidence(loss, tau=0.0, regularization=1e-3)
+    assert bool(torch.isfinite(sigma).all()) and bool((sigma >= 0).all())
+    assert bool(torch.isfinite(super_loss(loss, tau=0.0, regularization=1e-3)).all())
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.3])
+def test_float32_just_above_the_cap_keeps_relative_precision(lam: float) -> None:
+    """Where beta is just above -2/e, W has infinite slope: 2 lambda / e must cancel exactly.
+
+    The float32 losses and tau are exact inputs (their difference is exact in float64);
+    scaling loss - tau by e / lambda before adding 2 loses ~1e-4 of sigma* here.
+    """
+    gen = torch.Generator().manual_seed(3)
+    cap = 2.0 - 2.0 * lam / math.e
+    loss = (cap + torch.rand(4096, generator=gen, dtype=torch.float64) * 1e-3 * lam).float()
+    _, ref_sigma = _reference(loss.double().numpy(), tau=2.0, lam=lam)
+    sigma = super_loss_confidence(loss, tau=2.0, regularization=lam).double().numpy()
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-6)

@@ -20,6 +20,9 @@ W_1E10 = 20.02868541330495  # scipy.special.lambertw(1e10)
 W_1E30 = 64.90463377004612  # scipy.special.lambertw(1e30)
 REL_TOL_FLOAT32 = 1e-6
 REL_TOL_FLOAT64 = 1e-12
+# scipy.special.lambertw of the largest finite floats (float32 max, float64 max).
+W_FLOAT32_MAX = 84.28859251630837
+W_FLOAT64_MAX = 703.2270331047702
 
 
 def _grid(dtype: torch.dtype) -> np.ndarray:
@@ -154,3 +157,121 @@ def test_gradient_below_branch_point_is_zero() -> None:
     x = torch.tensor([-1.0, -0.5], dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(lambertw(x).sum(), x)
     assert torch.equal(grad, torch.zeros(2, dtype=torch.float64))
+
+
+def _mpmath_w(values: list[float]) -> np.ndarray:
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    branch = -mpmath.exp(-1)
+    return np.array(
+        [
+            -1.0 if mpmath.mpf(v) <= branch else float(mpmath.lambertw(mpmath.mpf(v)).real)
+            for v in values
+        ]
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_near_branch_point_matches_mpmath(dtype: torch.dtype) -> None:
+    """The first floats above -1/e, and distances up to 0.1: W is ~-1 + sqrt(2 (e x + 1))."""
+    start = torch.tensor(BRANCH_POINT, dtype=dtype)
+    steps = torch.arange(0, 64, dtype=dtype)
+    first_floats = start + steps * torch.finfo(dtype).eps * 0.25  # a few ulps at a time
+    spread = BRANCH_POINT + math.exp(-1.0) * torch.logspace(-15, -1, 200, dtype=torch.float64)
+    x = torch.cat([first_floats, spread.to(dtype)])
+    x = x[x >= start]
+    ref = _mpmath_w(x.double().tolist())  # W of the exact float inputs
+    tol = REL_TOL_FLOAT32 if dtype == torch.float32 else REL_TOL_FLOAT64
+    assert _rel_err(lambertw(x), ref).max() <= tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_huge_inputs_up_to_the_largest_float(dtype: torch.dtype) -> None:
+    """Where e x overflows the iteration must not (no NaN, no inf, still accurate)."""
+    info = torch.finfo(dtype)
+    top = math.log10(info.max)
+    x = torch.cat(
+        [
+            torch.logspace(top - 3, top, 500, dtype=torch.float64).clamp(max=info.max).to(dtype),
+            torch.tensor([info.max, info.max / math.e, info.max / (2 * math.e)], dtype=dtype),
+        ]
+    )
+    w = lambertw(x)
+    assert torch.isfinite(w).all()
+    ref = scipy_lambertw(x.double().numpy()).real
+    tol = REL_TOL_FLOAT32 if dtype == torch.float32 else REL_TOL_FLOAT64
+    assert _rel_err(w, ref).max() <= tol
+    expected = W_FLOAT32_MAX if dtype == torch.float32 else W_FLOAT64_MAX
+    top_w = lambertw(torch.tensor([info.max], dtype=dtype)).item()
+    assert top_w == pytest.approx(expected, rel=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiny_and_subnormal_inputs_keep_relative_precision(dtype: torch.dtype) -> None:
+    info = torch.finfo(dtype)
+    x = torch.tensor([info.tiny, info.tiny / 8, info.eps, 1e-20, -1e-20, 1e-6, -1e-6], dtype=dtype)
+    w = lambertw(x)
+    ref = scipy_lambertw(x.double().numpy()).real
+    tol = REL_TOL_FLOAT32 if dtype == torch.float32 else REL_TOL_FLOAT64
+    assert _rel_err(w, ref).max() <= tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_no_nan_anywhere_on_the_domain(dtype: torch.dtype) -> None:
+    """Every float in [-1/e, max] (a dense sample, both signs of zero) gives a finite W."""
+    info = torch.finfo(dtype)
+    top = math.log10(info.max)
+    magnitudes = torch.logspace(math.log10(info.tiny) - 5, top, 20000, dtype=torch.float64)
+    x = torch.cat(
+        [
+            magnitudes.clamp(max=info.max).to(dtype),
+            -magnitudes[magnitudes < 0.3678].to(dtype),
+            torch.linspace(BRANCH_POINT, 3.0, 20001, dtype=torch.float64).to(dtype),
+            torch.tensor([0.0, -0.0, BRANCH_POINT, info.max], dtype=dtype),
+        ]
+    )
+    x = x[x >= torch.tensor(BRANCH_POINT, dtype=dtype)]
+    w = lambertw(x)
+    assert torch.isfinite(w).all()
+    assert (w >= -1.0).all()
+    # W is increasing; rounding may repeat a value but never step back by more than an ulp.
+    order = torch.sort(x).indices
+    steps = torch.diff(w[order])
+    assert (steps >= -4 * info.eps * w[order][1:].abs().clamp(min=1.0)).all()
+
+
+def test_exact_values_at_the_branch_point_and_zero() -> None:
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor([BRANCH_POINT, -1.0, 0.0, -0.0], dtype=dtype)
+        w = lambertw(x)
+        assert w.tolist() == [-1.0, -1.0, 0.0, 0.0]
+        assert math.copysign(1.0, w[3].item()) == -1.0  # W(-0.0) = -0.0
+
+
+@pytest.mark.parametrize(
+    ("x", "step"),
+    [  # finite-difference steps well inside each point's distance to the singularity
+        (BRANCH_POINT + 1e-6, 1e-10),
+        (BRANCH_POINT + 1e-3, 1e-7),
+        (-0.3, 1e-6),
+        (1e10, 1e3),
+        (1e100, 1e93),
+        (1e300, 1e293),
+    ],
+)
+def test_gradcheck_near_branch_point_and_for_huge_x(x: float, step: float) -> None:
+    point = torch.tensor([x], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambertw, (point,), eps=step, atol=1e-8, rtol=1e-4)
+    (grad,) = torch.autograd.grad(lambertw(point).sum(), point)
+    w = lambertw(point.detach())
+    torch.testing.assert_close(grad, w / (point.detach() * (1.0 + w)), rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cached_scalar_operands_give_the_same_bits_as_floats(dtype: torch.dtype) -> None:
+    """Eager mode uses cached 0-d tensors for constants; compiled code the floats."""
+    torch._dynamo.reset()
+    x = torch.tensor(_grid(dtype), dtype=dtype)
+    x = x[torch.isfinite(x)]
+    traced = torch.compile(lambertw, backend="eager", fullgraph=True)  # runs the float path
+    assert torch.equal(lambertw(x), traced(x))

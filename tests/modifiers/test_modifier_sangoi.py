@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import Tensor
+from torch._dynamo.testing import CompileCounter
 
 from benchmarks.baselines.seed_modifiers import seed_sangoi_weight
 from nectarloss.functional import sangoi
@@ -176,3 +177,27 @@ def test_compiled_weight_matches_eager() -> None:
     torch.testing.assert_close(fused(loss, context), eager(loss, context), rtol=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="Sangoi: `use_compile` expected a bool, got int"):
         Sangoi(schedule, use_compile=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"reference_exact": True, "mask_key": None}, {"detach": False}, {"upcast": False}],
+    ids=["default", "reference_exact", "no_detach", "no_upcast"],
+)
+@pytest.mark.parametrize("use_mask", [False, True], ids=["no_mask", "mask"])
+def test_forward_compiles_as_one_graph_without_recompiling(
+    options: dict[str, object], use_mask: bool
+) -> None:
+    """fullgraph=True traces the forward, checks included, once for repeated shapes."""
+    if use_mask and options.get("reference_exact"):
+        pytest.skip("reference_exact takes no mask")
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    module = Sangoi(SCHEDULE, **options)  # type: ignore[arg-type]
+    compiled = torch.compile(module, fullgraph=True, backend=counter)
+    for seed in range(3):
+        loss, prediction, target, timesteps = _batch((4, 2, 8, 8), seed=seed)
+        extra = {"mask": torch.rand(4, 1, 8, 8) > 0.3} if use_mask else {}
+        context = LossContext("mse", (prediction, target), timesteps=timesteps, extra=extra)
+        torch.testing.assert_close(compiled(loss, context), module(loss, context))
+    assert counter.frame_count == 1

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from scipy.special import lambertw as scipy_lambertw
+from torch._dynamo.testing import CompileCounter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nectarloss.functional import super_loss, super_loss_confidence
 from nectarloss.modifiers import LossContext, SuperLoss
@@ -340,3 +343,77 @@ def test_compiled_bad_batch_is_skipped() -> None:
     _assert_same_state(_running_state(hit, "train"), _running_state(skip, "train"))
     torch.testing.assert_close(hit.tau, eager.tau)
     assert int(hit.count_train) == 4
+
+
+# ---------------------------------------------------- eager op budget and torch.compile
+#: Issue 14: the eager forward at batch 256 stays within 40 aten ops (it is dispatch-bound
+#: there, so the op count is its cost; op counts are deterministic, wall times are not).
+MAX_FORWARD_ATEN_OPS = 40
+THRESHOLDS = ["exp", "global", 1.5]
+
+
+class _AtenOpCounter(TorchDispatchMode):  # type: ignore[misc]
+    """Counts every aten op dispatched inside the block (views and in-place ops included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_forward_at_batch_256_stays_within_the_aten_op_budget(
+    threshold: float | str, mode: str
+) -> None:
+    modifier = SuperLoss(threshold).train(mode == "train")
+    loss = (torch.rand(256) * 3).requires_grad_()
+    modifier(loss)  # the first call too, but count a steady-state one
+    with _AtenOpCounter() as counter:
+        modifier(loss)
+    assert len(counter.ops) <= MAX_FORWARD_ATEN_OPS, counter.ops
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_forward_compiles_as_one_graph_without_recompiling(
+    threshold: float | str, mode: str
+) -> None:
+    """fullgraph=True traces the whole forward (state updates included), once per shape."""
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled_module = SuperLoss(threshold).train(mode == "train")
+    eager = SuperLoss(threshold).train(mode == "train")
+    compiled = torch.compile(compiled_module, fullgraph=True, backend=counter)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        loss = torch.rand(32, generator=gen) * 3
+        torch.testing.assert_close(compiled(loss), eager(loss))
+        torch.testing.assert_close(compiled_module.last_confidence, eager.last_confidence)
+    assert counter.frame_count == 1
+    for key, value in eager.state_dict().items():
+        torch.testing.assert_close(compiled_module.state_dict()[key], value)
+
+
+def test_compiled_forward_keeps_the_exact_gradient() -> None:
+    """Through AOTAutograd (backend "aot_eager") d out / d loss is still sigma*."""
+    torch._dynamo.reset()
+    modifier = SuperLoss("exp")
+    compiled = torch.compile(modifier, fullgraph=True, backend="aot_eager")
+    for _ in range(2):
+        loss = (torch.rand(16) * 3).requires_grad_()
+        compiled(loss).sum().backward()
+        assert loss.grad is not None
+        torch.testing.assert_close(loss.grad, modifier.last_confidence, rtol=0.0, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_loss_at_the_threshold_gives_exactly_zero(dtype: torch.dtype) -> None:
+    modifier = SuperLoss(1.25, regularization=0.3)
+    loss = torch.tensor([1.25, 0.0, 4.0], dtype=dtype)
+    assert modifier(loss)[0].item() == 0.0
+    assert super_loss(loss, 1.25, 0.3)[0].item() == 0.0
+    assert modifier.last_confidence[0].item() == pytest.approx(1.0, abs=1e-7)
