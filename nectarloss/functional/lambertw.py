@@ -58,10 +58,13 @@ def _scalar_operands(ref: Tensor, values: tuple[float, ...]) -> tuple[Tensor | f
     at every call, which at small batch sizes costs about as much as the op itself; a
     cached 0-d tensor of the same value skips that and gives bitwise the same result.
     ``torch.full`` launches a fill, never a copy, so creating one never synchronises.
-    The tensors are only ever read. Under ``torch.compile`` and for tensor subclasses
-    (fake tensors included) the floats are returned as they are.
+    The tensors are only ever read. Under ``torch.compile``, for tensor subclasses
+    (fake tensors included) and while a CUDA graph is captured (its memory is the
+    graph's) the floats are returned as they are.
     """
     if torch.compiler.is_compiling() or type(ref) is not Tensor:
+        return values
+    if ref.is_cuda and torch.cuda.is_current_stream_capturing():
         return values
     key = (ref.device, ref.dtype, values)
     operands = _SCALAR_OPERANDS.get(key)
