@@ -246,7 +246,7 @@ class LMLoss:
         """
         history = self.history
         segment = history.segment
-        if segment is None or not segment.used:
+        if segment is None or not (segment.used or segment.captured):
             return
         last = segment.last.clone()
         history.settle(self.name)
