@@ -275,3 +275,28 @@ def test_float64_losses_stay_float64(tmp_path: Path) -> None:
         logs.append(tmp_path / mode)
     assert_same_log(*logs)
     assert read_log(logs[1] / "loss_log.jsonl").losses["a"].values[1] == 8.506e199
+
+
+@pytest.mark.parametrize("threshold", ["exp", "global", 0.5])
+def test_epoch_step_and_superloss_step_compiles_once(
+    tmp_path: Path, data: list[tuple[Tensor, Tensor]], threshold: str | float
+) -> None:
+    """The issue's check: 3 epochs x 40 steps, at most 3 graphs, the eager run's log."""
+    from nectarloss.modifiers import SuperLoss
+
+    logs = []
+    for mode in ("eager", "compiled"):
+        lm = manager(tmp_path / mode)
+        lm.register_loss_fn(
+            "superloss", nn.MSELoss(reduction="none"), modifiers=[SuperLoss(threshold=threshold)]
+        )
+
+        def step(x: Tensor, y: Tensor, epoch: int, lm: LossManager = lm) -> Tensor:
+            names = ("by_epoch", "by_step", "superloss")
+            return sum(lm.compute_loss_xy(n, x, y, epoch=epoch) for n in names)  # type: ignore[return-value]
+
+        fn = torch.compile(step, fullgraph=True, backend="eager") if mode == "compiled" else step
+        run(lm, fn, data)
+        logs.append(tmp_path / mode)
+    assert counters["stats"]["unique_graphs"] <= 2
+    assert_same_log(*logs)
