@@ -620,7 +620,9 @@ class LossManager:
         """Register a loss (NectarGAN's signature; each gets its own default schedule).
 
         Raises:
-            ValueError: The name is in use, or invalid, or the weight is negative.
+            ValueError: The name is in use, or breaks nectarloss's naming rule.
+            TypeError: ``loss_fn`` is not callable, or ``schedule`` lacks a field.
+            KeyError: The schedule names a curve other than linear or exponential.
         """
         if loss_name in self.loss_fns:
             raise ValueError(f"Loss function name already in use: {loss_name}")
