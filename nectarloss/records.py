@@ -246,13 +246,13 @@ class LMLoss:
         """
         history = self.history
         segment = history.segment
-        if segment is None or not (segment.used or segment.captured):
+        if segment is None:
             return
-        last = segment.last.clone()
-        history.settle(self.name)
-        self.num_steps = history.first_step + history.count
-        self.last_value = last
-        if history.count:
+        history.settle(self.name)  # a no-op unless something was recorded on the device
+        next_step = history.first_step + history.count
+        if next_step > self.num_steps:  # taken in now, or by an earlier read of the history
+            self.num_steps = next_step
+            self.last_value = segment.last.clone()
             self.last_weight = history.latest_weight
 
     def describe(self) -> dict[str, Any]:
@@ -328,9 +328,7 @@ class LMLoss:
         if _on_device(self.history):
             return self._run_on_device(value, raw, loss_map, epoch, weight)
         with lock:
-            segment = self.history.segment
-            if segment is not None and (segment.used or segment.captured):
-                self.settle()  # compiled calls first, in order (one copy, then none)
+            self.settle()  # compiled calls first, in order (one copy if any, else none)
             step = self.num_steps
             if weight is None:
                 weight = (

@@ -300,3 +300,23 @@ def test_epoch_step_and_superloss_step_compiles_once(
         logs.append(tmp_path / mode)
     assert counters["stats"]["unique_graphs"] <= 2
     assert_same_log(*logs)
+
+
+def test_a_history_read_between_compiled_and_eager_calls_keeps_steps_in_order(
+    tmp_path: Path,
+) -> None:
+    lm = LossManager(tmp_path)
+    entry = lm.register_loss_fn("a", nn.L1Loss())
+    x, y = torch.zeros(3), torch.ones(3)
+    step = compiled_call(lm, "a")
+    for _ in range(3):
+        step(x, y, 0)
+    assert len(entry.history.losses) == 3  # a read of the history takes the values in
+    lm.get_loss_values()  # a query brings the entry up to date
+    assert entry.num_steps == 3 and entry.last_value is not None
+    lm.compute_loss_xy("a", x, y, epoch=0)
+    step(x, y, 0)
+    assert len(entry.history.weights) == 5
+    lm.compute_loss_xy("a", x, y, epoch=0)  # and so does the next eager call
+    lm.close()
+    assert read_log(tmp_path / "loss_log.jsonl").losses["a"].steps == list(range(6))
