@@ -150,6 +150,10 @@ class LMHistory:
             and segment.keep_latest == keep_latest
         ):
             return
+        self._replace_segment(device, dtype, keep_latest)
+
+    def _replace_segment(self, device: torch.device, dtype: torch.dtype, keep_latest: bool) -> None:
+        """Take in the current segment, then record into a new one sized ``capacity``."""
         self.settle()
         self.segment = DeviceSegment(self.capacity, device, dtype, keep_latest)
         self.segment.base_step.fill_(self.first_step + self.count)
@@ -201,9 +205,7 @@ class LMHistory:
         self.capacity = self._flush_at = min(capacity, self.MAX_CAPACITY)
         segment = self.segment
         if segment is not None and segment.capacity != self.capacity:
-            self.settle()
-            self.segment = DeviceSegment(self.capacity, segment.device, segment.values.dtype)
-            self.segment.base_step.fill_(self.first_step + self.count)
+            self._replace_segment(segment.device, segment.values.dtype, segment.keep_latest)
 
     def postpone_flush(self) -> None:
         """After a failed flush: keep recording, and try again ``capacity`` values later."""
@@ -273,9 +275,9 @@ class LMHistory:
     def to(self, device: torch.device | str) -> LMHistory:
         """Move the buffer (and any unflushed values) to ``device``. Returns ``self``."""
         target = torch.device(device)
-        self.settle()
-        if self.segment is not None:
-            self.segment = self.segment.to(target)
+        segment = self.segment
+        if segment is not None:
+            self._replace_segment(target, segment.values.dtype, segment.keep_latest)
         self._staged = [t.to(target) for t in self._staged]
         if self._values is not None:
             self._allocate(target, self._values.dtype, self._num_committed)

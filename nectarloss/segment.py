@@ -125,12 +125,6 @@ class DeviceSegment:
         self.base_step.fill_(base_step)
         self.used = False
 
-    def to(self, device: torch.device) -> DeviceSegment:
-        """A copy on ``device`` (settle first: the recorded values are not carried)."""
-        moved = DeviceSegment(self.capacity, device, self.values.dtype, self.keep_latest)
-        moved.base_step.copy_(self.base_step)
-        return moved
-
 
 def _user_stacklevel() -> int:
     """The ``stacklevel`` of the first caller outside nectarloss (for warnings)."""
