@@ -435,14 +435,27 @@ class LMLoss:
         )
 
 
-def logged_weights(changes: Sequence[tuple[int, float]], steps: range) -> list[float]:
-    """The weight NectarGAN logs at each of ``steps``, from ``(first step, weight)`` changes."""
+def logged_weights(changes: Sequence[tuple[int, float]], steps: Sequence[int]) -> list[float]:
+    """The weight NectarGAN logs at each of ``steps`` (increasing) from the changes.
+
+    ``changes`` are ``(first step, weight)`` pairs; steps before the first get none.
+
+    Example:
+        >>> logged_weights([(0, 2.0), (3, 5.0)], range(1, 5))
+        [2.0, 2.0, 5.0, 5.0]
+    """
     out: list[float] = []
     for i, (first, weight) in enumerate(changes):
-        end = changes[i + 1][0] if i + 1 < len(changes) else steps.stop
-        lo, hi = max(first, steps.start), min(end, steps.stop)
-        out.extend([weight] * max(0, hi - lo))
+        lo = bisect_left(steps, first)
+        hi = bisect_left(steps, changes[i + 1][0]) if i + 1 < len(changes) else len(steps)
+        out.extend([weight] * (hi - lo))
     return out
+
+
+def note_logged_weight(changes: list[tuple[int, float]], step: int, weight: float) -> None:
+    """Add ``(step, weight)`` to the changes if the logged weight changes there."""
+    if not changes or changes[-1][1] != weight:
+        changes.append((step, weight))
 
 
 def _finite_weight(owner: str, value: object, what: str) -> float:
@@ -664,8 +677,7 @@ class LossManager:
     def _bind(self, name: str, entry: LMLoss, native: records.LMLoss) -> None:
         entry._native = native
         changes = self._logged.setdefault(name, [])
-        if not changes or changes[-1][1] != entry.loss_weight:
-            changes.append((native.num_steps, entry.loss_weight))
+        note_logged_weight(changes, native.num_steps, entry.loss_weight)
         entry._logged = changes
         self.loss_fns[name] = entry
 
@@ -718,9 +730,7 @@ class LossManager:
             native = self._register(loss_name, entry)
         weight_kwargs = loss_kwargs.get("weight_kwargs", {}) if loss_kwargs else {}
         weight = entry.weight_at(epoch, **weight_kwargs)
-        changes = entry._logged
-        if changes[-1][1] != entry.loss_weight:
-            changes.append((native.num_steps, entry.loss_weight))
+        note_logged_weight(entry._logged, native.num_steps, entry.loss_weight)
         # The adapter's one hook into the native per-step path: the weight is ours, and
         # the epoch is NectarGAN's business (any number its curves take).
         return self.native._run(native, inputs, None, None, {}, weight=weight)
@@ -884,13 +894,10 @@ class LossManager:
         ones (a resumed run's) the weight the log's header describes for the loss.
         """
         changes = self._logged.get(name, [])
+        ours = bisect_left(steps, changes[0][0]) if changes else len(steps)
         if isinstance(described, (int, float)) and not isinstance(described, bool):
-            end = bisect_left(steps, changes[0][0]) if changes else len(steps)
-            weights[:end] = array("d", [float(described)]) * end
-        for i, (first, weight) in enumerate(changes):
-            lo = bisect_left(steps, first)
-            hi = bisect_left(steps, changes[i + 1][0]) if i + 1 < len(changes) else len(steps)
-            weights[lo:hi] = array("d", [weight]) * (hi - lo)
+            weights[:ours] = array("d", [float(described)]) * ours
+        weights[ours:] = array("d", logged_weights(changes, steps[ours:]))
 
     def _header(self) -> dict[str, Any]:
         """NectarGAN's header fields: device, dataroot, dataset_length, experiment."""
