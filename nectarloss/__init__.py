@@ -4,6 +4,7 @@ Register named, weighted, scheduled loss terms, run them without host syncs, que
 them by name or tag, and log every value to a JSON Lines file.
 """
 
+from nectarloss.balancing import DWA, AdaptiveWeight, Balancer, GradNorm, UncertaintyWeighting
 from nectarloss.errors import (
     ExistingLogError,
     LogInUseError,
@@ -35,8 +36,12 @@ from nectarloss.testing import SyncCounter
 __version__ = "0.1.0"
 
 __all__ = [
+    "DWA",
+    "AdaptiveWeight",
+    "Balancer",
     "DebiasedEstimation",
     "ExistingLogError",
+    "GradNorm",
     "LMHistory",
     "LMLoss",
     "LogInUseError",
@@ -57,6 +62,7 @@ __all__ = [
     "SpecError",
     "SuperLoss",
     "SyncCounter",
+    "UncertaintyWeighting",
     "UnknownLossError",
     "__version__",
     "dump_spec",

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nectarloss.device_column import DeviceColumn
 from nectarloss.segment import DeviceSegment
 from nectarloss.validation import check_weight
 
@@ -57,17 +58,15 @@ class LMHistory:
         "first_step",
         "_flush_at",
         "_values",
-        "_staged",
-        "_num_committed",
+        "_device_weights",
         "_run_starts",
         "_run_weights",
         "_weight_of_step",
-        "_device",
     )
 
     #: Values are staged in a short list of 0-d tensors and committed to the buffer
     #: with one ``torch.stack`` per this many steps (cheaper than a copy per step).
-    STAGE_SIZE = 128
+    STAGE_SIZE = DeviceColumn.STAGE_SIZE
     #: Largest ``capacity`` accepted (step offsets within a buffer are 32-bit).
     MAX_CAPACITY = 2**31 - 1
 
@@ -77,6 +76,7 @@ class LMHistory:
         device: torch.device | str | None = None,
         weight_of_step: Callable[[int], float] | None = None,
         weight_of_time: Callable[[float], float] | None = None,
+        device_weights: bool = False,
     ) -> None:
         if (
             isinstance(capacity, bool)
@@ -91,10 +91,11 @@ class LMHistory:
         self.count = 0
         self.first_step = 0
         self._flush_at = capacity
-        self._device = torch.device(device) if device is not None else None
-        self._values: Tensor | None = None
-        self._staged: list[Tensor] = []
-        self._num_committed = 0
+        where = torch.device(device) if device is not None else None
+        self._values = DeviceColumn(capacity, where)
+        #: The weights applied, on the device, for a balanced loss (whose weight is a
+        #: tensor); ``None`` keeps host weights in the two run arrays below.
+        self._device_weights = DeviceColumn(capacity, where) if device_weights else None
         self._run_starts = array("I")
         self._run_weights = array("d")
         self._weight_of_step = weight_of_step
@@ -103,27 +104,34 @@ class LMHistory:
         self.segment: DeviceSegment | None = None
 
     # -- writing (per step, never syncs) ------------------------------------------------
-    def record(self, value: Tensor, weight: float, step: int) -> None:
+    def record(self, value: Tensor, weight: float | Tensor, step: int) -> None:
         """Store a detached 0-d raw loss mean, the weight applied and its step number.
 
         The value stays on its own device; nothing is read back to the host. Values
         are committed to the preallocated buffer in batches (see :attr:`STAGE_SIZE`).
-        If committing fails (out of memory), nothing is recorded and the error
-        propagates.
+        ``weight`` is a host float, or, for a history made with ``device_weights``, a
+        detached 0-d tensor on the value's device. If committing fails (out of memory),
+        nothing is recorded and the error propagates.
         """
         count = self.count
-        staged = self._staged
-        staged.append(value)
-        if len(staged) >= self.STAGE_SIZE:
+        device_weights = self._device_weights
+        if device_weights is not None:
+            if not isinstance(weight, Tensor):
+                weight = torch.tensor(float(weight), dtype=torch.float64, device=value.device)
+            self._values.append(value)
             try:
-                self._commit()
+                device_weights.append(weight)
             except BaseException:
-                staged.pop()
+                self._values.drop_last()
                 raise
+        else:
+            if isinstance(weight, Tensor):
+                raise TypeError("LMHistory: a tensor weight needs device_weights=True.")
+            self._values.append(value)
         if count == 0:
             self.first_step = step
-        if self._weight_of_step is None:
-            self._add_weight(count, weight)
+        if device_weights is None and self._weight_of_step is None:
+            self._add_weight(count, weight)  # type: ignore[arg-type]
         self.count = count + 1
 
     def _add_weight(self, index: int, weight: float) -> None:
@@ -177,8 +185,7 @@ class LMHistory:
             self.clear(settle=False)
             self.first_step = next_step + recorded - 1
         if values.numel():
-            self._commit()
-            self._commit_values([values])
+            self._values.extend(values)
             for i, weight in enumerate(resolved):
                 self._add_weight(self.count + i, weight)
             self.count += values.numel()
@@ -211,55 +218,6 @@ class LMHistory:
         """After a failed flush: keep recording, and try again ``capacity`` values later."""
         self._flush_at = self.count + max(self.capacity, 1)
 
-    def _commit(self) -> None:
-        """Move staged values into the device buffer (one stack and one copy).
-
-        The staged list is taken in one step, so a value another thread stages
-        meanwhile waits for the next commit instead of being dropped.
-        """
-        taken, self._staged = self._staged, []
-        if not taken:
-            return
-        try:
-            self._commit_values(taken)
-        except BaseException:
-            self._staged = taken + self._staged
-            raise
-
-    def _commit_values(self, staged: list[Tensor]) -> None:
-        device = staged[-1].device
-        if any(t.device != device for t in staged):
-            staged = [t.to(device) for t in staged]
-        stacked = torch.stack(staged).reshape(-1)
-        dtype = torch.float64 if stacked.dtype == torch.float64 else torch.float32
-        start = self._num_committed
-        end = start + stacked.numel()
-        values = self._values
-        if (
-            values is None
-            or values.device != device
-            or values.numel() < end
-            or (dtype == torch.float64 and values.dtype != dtype)
-        ):
-            values = self._allocate(device, dtype, end)
-        values[start:end] = stacked
-        self._num_committed = end
-
-    def _allocate(self, device: torch.device, dtype: torch.dtype, needed: int) -> Tensor:
-        """(Re)allocate the buffer with room for ``needed`` values, keeping committed ones."""
-        old = self._values
-        if old is not None and old.dtype == torch.float64:
-            dtype = torch.float64
-        size = max(self.capacity, needed)
-        if old is not None and needed > old.numel():
-            size = max(size, 2 * old.numel())  # grown past capacity: amortised doubling
-        values = torch.empty(size, dtype=dtype, device=device)
-        if old is not None and self._num_committed:
-            values[: self._num_committed] = old[: self._num_committed].to(device)
-        self._values = values
-        self._device = device
-        return values
-
     def clear(self, settle: bool = True) -> None:
         """Forget the recorded values (after a flush). The buffer stays allocated."""
         if settle:
@@ -267,8 +225,9 @@ class LMHistory:
         self.first_step += self.count
         self.count = 0
         self._flush_at = self.capacity
-        self._num_committed = 0
-        self._staged = []
+        self._values.clear()
+        if self._device_weights is not None:
+            self._device_weights.clear()
         self._run_starts = array("I")
         self._run_weights = array("d")
 
@@ -278,16 +237,15 @@ class LMHistory:
         segment = self.segment
         if segment is not None:
             self._replace_segment(target, segment.values.dtype, segment.keep_latest)
-        self._staged = [t.to(target) for t in self._staged]
-        if self._values is not None:
-            self._allocate(target, self._values.dtype, self._num_committed)
-        self._device = target
+        self._values.to(target)
+        if self._device_weights is not None:
+            self._device_weights.to(target)
         return self
 
     def state_dict(self) -> dict[str, Any]:
         """Unflushed values (a CPU tensor), their weights and first step. Syncs once."""
         self.settle()
-        return {
+        state: dict[str, Any] = {
             "first_step": self.first_step,
             "values": self.values_tensor().detach().to("cpu", copy=True),
             "weight_runs": [
@@ -295,6 +253,10 @@ class LMHistory:
                 for index, weight in zip(self._run_starts, self._run_weights, strict=True)
             ],
         }
+        device_weights = self.weights_tensor()
+        if device_weights is not None:
+            state["weight_values"] = device_weights.detach().to("cpu", copy=True)
+        return state
 
     def check_state(self, state: Mapping[str, Any], owner: str = "LMHistory") -> None:
         """Raise ``ValueError`` unless ``state`` is a valid :meth:`state_dict`."""
@@ -326,6 +288,20 @@ class LMHistory:
                 )
             check_weight(owner, weight, "history weight")
             previous = index
+        if self._device_weights is not None:
+            weight_values = state.get("weight_values")
+            if (
+                not isinstance(weight_values, Tensor)
+                or weight_values.dim() != 1
+                or not weight_values.is_floating_point()
+                or weight_values.numel() != values.numel()
+            ):
+                raise ValueError(
+                    f"{owner}: history `weight_values` expected a 1-D float tensor of "
+                    f"{values.numel()} weights (a balanced loss's), got "
+                    f"{type(weight_values).__name__}."
+                )
+            return
         if values.numel() and not runs and self._weight_of_step is None:
             raise ValueError(
                 f"{owner}: history `weight_runs` expected a weight for its "
@@ -346,11 +322,9 @@ class LMHistory:
             self._run_starts.append(int(index))
             self._run_weights.append(float(weight))
         self.count = values.numel()
-        if self.count:
-            dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
-            buffer = self._allocate(self._device or values.device, dtype, self.count)
-            buffer[: self.count] = values.to(buffer.device)
-            self._num_committed = self.count
+        self._values.load(values)
+        if self._device_weights is not None:
+            self._device_weights.load(state["weight_values"])
         self._flush_at = max(self.capacity, self.count)
         if self.segment is not None:
             self.segment.base_step.fill_(self.first_step + self.count)
@@ -364,7 +338,7 @@ class LMHistory:
     @property
     def device(self) -> torch.device | None:
         """The buffer's device (``None`` until the first value if none was given)."""
-        return self._device
+        return self._values.device
 
     @property
     def steps(self) -> range:
@@ -374,15 +348,36 @@ class LMHistory:
     def values_tensor(self) -> Tensor:
         """The buffered raw means as a 1-D view on the buffer's device (float32 or 64)."""
         self.settle()
-        self._commit()
-        if self._values is None:
-            return torch.empty(0, dtype=torch.float32, device=self._device)
-        return self._values[: self.count]
+        return self._values.tensor(self.count)
+
+    @property
+    def has_device_weights(self) -> bool:
+        """Whether the weights are device values (a balanced loss's)."""
+        return self._device_weights is not None
+
+    def weights_tensor(self) -> Tensor | None:
+        """The buffered device weights as a 1-D view (``None`` for host weights)."""
+        weights = self._device_weights
+        return None if weights is None else weights.tensor(self.count)
+
+    def pending_weights(self) -> list[float] | Tensor:
+        """The buffered weights as a flush takes them.
+
+        Device weights stay a tensor (copied with the values); host weights are a list.
+        """
+        device_weights = self.weights_tensor()
+        return self.weights if device_weights is None else device_weights
 
     @property
     def weights(self) -> list[float]:
-        """Weights applied at each buffered step (host values; no sync once settled)."""
+        """Weights applied at each buffered step, as host values.
+
+        No sync once settled, except for device weights (copied to the host once).
+        """
         self.settle()
+        device_weights = self.weights_tensor()
+        if device_weights is not None:
+            return [float(w) for w in device_weights.tolist()]
         if self._weight_of_step is not None:
             return [self._weight_of_step(step) for step in self.steps]
         out: list[float] = []
@@ -412,10 +407,11 @@ class LMHistory:
     @property
     def nbytes(self) -> int:
         """Bytes held by the device buffer."""
-        return 0 if self._values is None else self._values.numel() * self._values.element_size()
+        weights = self._device_weights
+        return self._values.nbytes + (0 if weights is None else weights.nbytes)
 
     def __len__(self) -> int:
         return self.count
 
     def __repr__(self) -> str:
-        return f"LMHistory(count={self.count}, capacity={self.capacity}, device={self._device})"
+        return f"LMHistory(count={self.count}, capacity={self.capacity}, device={self.device})"

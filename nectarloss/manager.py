@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from nectarloss.balancing.base import Balancer
 from nectarloss.checkpoint import STATE_VERSION, check_state, load_losses
 from nectarloss.console import (
     print_line,
@@ -139,6 +140,8 @@ class LossManager(LossQueries):
         #: handler that flushes inside a flush on the same thread does not deadlock).
         self._lock = threading.RLock()
         self._losses: dict[str, LMLoss] = {}
+        #: Per loss name, the balancers that read its weighted output (AdaptiveWeight).
+        self._watchers: dict[str, list[Balancer]] = {}
         self._epoch: int | float = 0
         self.experiment_dir: Path | None = None
         self._log: RunLog | None = None
@@ -206,6 +209,7 @@ class LossManager(LossQueries):
         schedule: Schedule | None = None,
         tags: Sequence[str] | None = None,
         modifiers: Sequence[Modifier] | None = None,
+        balancer: Balancer | None = None,
     ) -> LMLoss:
         """Register a loss under a unique name.
 
@@ -217,6 +221,10 @@ class LossManager(LossQueries):
             tags: Lookup tags for queries.
             modifiers: Per-sample modifiers, applied in order. The loss must then
                 return a per-element loss (construct it with ``reduction='none'``).
+            balancer: An adaptive weight source (:mod:`nectarloss.balancing`); the
+                weight applied is ``loss_weight`` (or the schedule's value) times its
+                factor. Pass the same instance to several losses to balance them as a
+                group.
 
         Returns:
             The registered :class:`LMLoss`.
@@ -232,6 +240,7 @@ class LossManager(LossQueries):
             schedule=schedule,
             tags=check_tags(str(loss_name), tags),
             modifiers=[modifiers] if isinstance(modifiers, Modifier) else list(modifiers or ()),
+            balancer=balancer,
         )
         self._register(entry)
         return entry
@@ -250,7 +259,15 @@ class LossManager(LossQueries):
             first_step=next_step or 0,
             keep_latest=not self.enable_logging,
         )
+        balancer = entry.balancer
+        if balancer is not None:
+            balancer.bind(entry.name)
         self._losses[entry.name] = entry
+        if balancer is not None:
+            for reference in balancer.references:
+                watchers = self._watchers.setdefault(reference, [])
+                if balancer not in watchers:
+                    watchers.append(balancer)
 
     def remove_loss(self, loss_name: str) -> LMLoss:
         """Write a loss's buffered values to the log, then unregister it.
@@ -270,6 +287,13 @@ class LossManager(LossQueries):
         with self._lock:
             self._flush([entry])
             del self._losses[loss_name]
+            balancer = entry.balancer
+            if balancer is not None:
+                balancer.unbind(loss_name)
+                if not balancer.members:
+                    for watchers in self._watchers.values():
+                        if balancer in watchers:
+                            watchers.remove(balancer)
             if self._log is not None:
                 self._log.next_steps[loss_name] = entry.num_steps
         return entry
@@ -389,6 +413,8 @@ class LossManager(LossQueries):
         )
         if step < 0:  # recorded on the device (a CUDA graph capture): settled at a flush
             return weighted
+        for watcher in self._watchers.get(entry.name, ()):
+            watcher.observe(entry.name, weighted)
         if self._log is not None and entry.history.flush_due:
             self._log.flush_full(entry, step, list(self._losses.values()))
         if self.check_every_step and not bool(torch.isfinite(raw).all()):
@@ -419,6 +445,44 @@ class LossManager(LossQueries):
         entry = self._losses.get(loss_name) or self._entry(loss_name)
         timesteps = context.pop("timesteps", None) if context else None
         return self._run(entry, (x, y, z), epoch, timesteps, context)
+
+    # ------------------------------------------------------------------ balancing
+    @property
+    def balancers(self) -> list[Balancer]:
+        """The distinct balancers attached to registered losses, in registration order."""
+        out: list[Balancer] = []
+        for entry in self._losses.values():
+            if entry.balancer is not None and all(b is not entry.balancer for b in out):
+                out.append(entry.balancer)
+        return out
+
+    def balance_step(self) -> None:
+        """Let every balancer update itself from this step's calls (:class:`GradNorm`).
+
+        Call it once per training step, after every balanced loss was computed and
+        before ``backward()``. Balancers without an update (all but ``GradNorm``) do
+        nothing. No host sync.
+        """
+        for balancer in self.balancers:
+            balancer.step()
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Learnable parameters the manager holds, each once.
+
+        The balancers' (such as :class:`UncertaintyWeighting`'s) and the loss modules'
+        parameters that require grad.
+
+        Give them to the optimizer next to the model's:
+        ``torch.optim.Adam([*model.parameters(), *lm.parameters()])``.
+        """
+        seen: set[int] = set()
+        modules: list[nn.Module] = [*self.balancers]
+        modules += [e.function for e in self._losses.values() if isinstance(e.function, nn.Module)]
+        for module in modules:
+            for parameter in module.parameters():
+                if parameter.requires_grad and id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    yield parameter
 
     # ------------------------------------------------------------------ log
     def _flush(self, entries: Sequence[LMLoss]) -> int:
@@ -569,7 +633,11 @@ class LossManager(LossQueries):
                     e.function.to(self.device)
                 for m in e.modifiers:
                     m.to(self.device)
+                if e.balancer is not None:
+                    e.balancer.to(self.device)
                 e.history.to(self.device)
+                if e.last_applied is not None:
+                    e.last_applied = e.last_applied.to(self.device)
         return self
 
     def __repr__(self) -> str:

@@ -101,8 +101,18 @@ class LossQueries:
         entries = self._select(query)
         host = values_to_host(
             [e.name for e in entries],
-            [e.last_value for e in entries],
-            [e.last_weight if weighted and e.last_weight is not None else 1.0 for e in entries],
+            [
+                e.last_value * e.last_applied  # a balanced loss: its weight is on the device
+                if weighted and e.last_value is not None and e.last_applied is not None
+                else e.last_value
+                for e in entries
+            ],
+            [
+                e.last_weight
+                if weighted and e.last_weight is not None and e.last_applied is None
+                else 1.0
+                for e in entries
+            ],
             across_ranks=bool(sync) and is_distributed(),
         )
         return {e.name: round(v, precision) for e, v in zip(entries, host, strict=True)}
@@ -118,7 +128,10 @@ class LossQueries:
         """
         out: dict[str, Tensor] = {}
         for e in self._select(query):
-            loss_map, weight = e.last_loss_map, e.last_weight
+            loss_map = e.last_loss_map
+            weight: float | Tensor | None = (
+                e.last_weight if e.last_applied is None else e.last_applied
+            )
             if loss_map is not None:
                 out[e.name] = loss_map * weight if weighted and weight is not None else loss_map
         return out
@@ -129,7 +142,8 @@ class LossQueries:
         """Weight of each matching loss, rounded to ``precision`` digits.
 
         This is the weight applied at the loss's latest call, or the one its first
-        call will get.
+        call will get. Balanced losses' weights are device values: reading them is one
+        copy each.
         """
         return {e.name: round(e.current_weight, precision) for e in self._select(query)}
 

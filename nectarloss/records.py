@@ -17,6 +17,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from nectarloss.balancing.base import Balancer
 from nectarloss.history import LMHistory
 from nectarloss.losses import LossEntry, find_loss_entry
 from nectarloss.modifiers.base import LossContext, Modifier
@@ -87,6 +88,9 @@ class LMLoss:
         modifiers: Per-sample modifiers applied in order (see ``nectarloss.modifiers``).
         last_loss_map: Detached output of the latest call (set by the manager).
         history: The recent values (allocated by the manager at registration).
+        balancer: Optional adaptive weight source (see :mod:`nectarloss.balancing`):
+            the weight applied is ``loss_weight`` (or the schedule's value) times its
+            factor, a device value logged per step.
     """
 
     name: str
@@ -109,6 +113,10 @@ class LMLoss:
     #: Check a catalog loss's inputs (count, shapes) at each call; ``False`` leaves the
     #: inputs to torch (which broadcasts a target of another shape, with a warning).
     check_inputs: bool = field(default=True, repr=False)
+    balancer: Balancer | None = None
+    #: The weight applied at the latest call of a balanced loss (detached, 0-d, on the
+    #: device); ``last_weight`` then holds the loss's own weight before the factor.
+    last_applied: Tensor | None = field(default=None, repr=False)
 
     def weight_at(self, epoch: float, step: int) -> float:
         """The weight this loss gets at ``epoch`` / ``step`` (host math, no sync)."""
@@ -178,6 +186,11 @@ class LMLoss:
                 f"{name}: `schedule` expected a Schedule or None, "
                 f"got {type(self.schedule).__name__}."
             )
+        if self.balancer is not None and not isinstance(self.balancer, Balancer):
+            raise TypeError(
+                f"{name}: `balancer` expected a nectarloss.balancing.Balancer or None, "
+                f"got {type(self.balancer).__name__}."
+            )
         problem = weight_and_schedule_problem(self.loss_weight, self.schedule is not None)
         if problem:
             raise ValueError(f"{name}: {problem}.")
@@ -217,10 +230,13 @@ class LMLoss:
                 self.function.to(device)
             for m in self.modifiers:
                 m.to(device)
+            if self.balancer is not None:
+                self.balancer.to(device)
         schedule = self.schedule
         # A built-in step curve's weights are recomputed when read (nothing stored per
-        # step); a custom callable may hold state of its own, so its weights are stored.
-        built_in = schedule is not None and not schedule.is_custom
+        # step); a custom callable may hold state of its own, so its weights are stored;
+        # a balanced loss's weights are device values.
+        built_in = schedule is not None and not schedule.is_custom and self.balancer is None
         by_step = built_in and schedule is not None and schedule.unit == "step"
         by_epoch = built_in and schedule is not None and schedule.unit == "epoch"
         self.history = LMHistory(
@@ -229,6 +245,7 @@ class LMLoss:
             weight_of_step=partial(self.weight_at, 0) if by_step else None,
             # a compiled step records the epoch; the log gets the host curve's weight
             weight_of_time=self._weight_at_epoch if by_epoch else None,
+            device_weights=self.balancer is not None,
         )
         self.num_steps = self.history.first_step = first_step
         # where compiled steps record; the first eager call moves it to the values' device
@@ -264,19 +281,26 @@ class LMLoss:
             described = {"schedule": "custom", "unit": schedule.unit}
         else:
             described = schedule.to_dict()
-        return {
+        described_loss = {
             "tags": list(self.tags),
             "weight": self.loss_weight,
             "schedule": described,
             "modifiers": [type(m).__name__ for m in self.modifiers],
         }
+        if self.balancer is not None:
+            described_loss["balancer"] = type(self.balancer).__name__
+        return described_loss
 
     @property
     def current_weight(self) -> float:
         """The weight applied at the latest call; before the first, the weight at time 0.
 
-        This is the one owner of the run's weight: schedules are pure curves.
+        This is the one owner of the run's weight: schedules are pure curves. For a
+        balanced loss it is the weight applied at the latest call, read from the device
+        (a sync); before the first call, the loss's own weight.
         """
+        if self.last_applied is not None:
+            return float(self.last_applied)
         if self.last_weight is not None:
             return self.last_weight
         return self.weight_at(0, self.num_steps)
@@ -336,19 +360,29 @@ class LMLoss:
                     if self.schedule is None
                     else self._scheduled_weight(0 if epoch is None else epoch, step)
                 )
+            balancer = self.balancer
+            applied: float | Tensor = weight
+            if balancer is None:
+                weighted = value * weight
+            else:  # device work only: the factor is a tensor, recorded as one
+                weighted, applied = balancer.weigh(
+                    self.name, value, weight, 0 if epoch is None else epoch
+                )
             history = self.history
             if not keep_history and history.count:
                 history.clear()
             if history.count == 0:  # a new buffer: follow the values' device and dtype
                 history.ensure_segment(raw.device, raw.dtype, keep_latest=not keep_history)
-            history.record(raw, weight, step)
+            history.record(raw, applied, step)
             self.last_value, self.last_loss_map = raw, loss_map
             self.last_weight = weight
+            if isinstance(applied, Tensor):
+                self.last_applied = applied
             self.num_steps = step + 1
             segment = history.segment
             if segment is not None and self.schedule is not None and self.schedule.unit == "step":
                 segment.base_step.fill_(step + 1)  # where a compiled step goes on
-        return value * weight, raw, step
+        return weighted, raw, step
 
     def _run_on_device(
         self,
@@ -364,6 +398,11 @@ class LMLoss:
         device counter), so nothing here depends on a changing Python number. The step
         number is not known on the host: ``-1`` is returned.
         """
+        if self.balancer is not None:
+            raise RuntimeError(
+                f"{self.name}: a balanced loss ({type(self.balancer).__name__}) cannot run in "
+                "a compiled or captured step; compute it outside the compiled region."
+            )
         segment = self.history.segment
         if segment is None or segment.device != raw.device:
             raise RuntimeError(
@@ -502,9 +541,14 @@ class LMLoss:
             "history": self.history.state_dict(),
             "function": function.state_dict() if isinstance(function, torch.nn.Module) else {},
             "modifiers": [m.state_dict() for m in self.modifiers],
+            "balancer": None if self.balancer is None else self.balancer.state_dict(),
+            "last_applied": None
+            if self.last_applied is None
+            else self.last_applied.detach().cpu(),
         }
 
-    #: Keys of :meth:`state_dict`.
+    #: Keys of :meth:`state_dict` (``balancer`` and ``last_applied`` may be missing
+    #: from states saved before balancers existed).
     STATE_KEYS = frozenset(
         {
             "num_steps",
@@ -559,6 +603,17 @@ class LMLoss:
             )
         if not isinstance(state["function"], Mapping):
             raise ValueError(f"{owner}: state `function` expected a mapping.")
+        balancer_state = state.get("balancer")
+        if (balancer_state is None) != (self.balancer is None):
+            raise ValueError(
+                f"{owner}: state {'has no' if balancer_state is None else 'has a'} balancer "
+                f"state, the loss {'has' if self.balancer is not None else 'has no'} balancer."
+            )
+        if balancer_state is not None and not isinstance(balancer_state, Mapping):
+            raise ValueError(f"{owner}: state `balancer` expected a mapping.")
+        applied = state.get("last_applied")
+        if applied is not None and not (isinstance(applied, Tensor) and applied.numel() == 1):
+            raise ValueError(f"{owner}: state `last_applied` expected None or a 1-element tensor.")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved.
@@ -571,12 +626,18 @@ class LMLoss:
             self.function.load_state_dict(state["function"])
         for modifier, modifier_state in zip(self.modifiers, state["modifiers"], strict=True):
             modifier.load_state_dict(modifier_state)
+        if self.balancer is not None:
+            self.balancer.load_state_dict(state["balancer"])
         self.num_steps = int(state["num_steps"])
         self.loss_weight = float(state["loss_weight"])
         self.last_weight = state["last_weight"]
         last = state["last_value"]
         device = self.history.device
         self.last_value = None if last is None else (last.to(device) if device else last)
+        applied = state.get("last_applied")
+        self.last_applied = (
+            None if applied is None else (applied.to(device) if device else applied).reshape(())
+        )
         self.history.load_state_dict(state["history"])
 
     def stripped(self) -> LMLoss:
@@ -590,6 +651,8 @@ class LMLoss:
             modifiers=list(self.modifiers),
             last_loss_map=self.last_loss_map,
             history=LMHistory(capacity=0),
+            balancer=self.balancer,
+            last_applied=self.last_applied,
         )
         copy.last_value, copy.last_weight, copy.num_steps = (
             self.last_value,

@@ -116,7 +116,7 @@ class RunLog:
         chunks = pending_to_host(
             [e.name for e in entries],
             [e.history.values_tensor() for e in entries],
-            [e.history.weights for e in entries],
+            [e.history.pending_weights() for e in entries],
             [e.history.first_step for e in entries],
             across_ranks=across_ranks,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -59,7 +60,7 @@ class HostChunk:
 def pending_to_host(
     names: Sequence[str],
     values: Sequence[Tensor],
-    weights: Sequence[Sequence[float]],
+    weights: Sequence[Sequence[float] | Tensor],
     first_steps: Sequence[int],
     across_ranks: bool = False,
     owner: str = "LossManager",
@@ -76,7 +77,8 @@ def pending_to_host(
     Args:
         names: Loss names, in registration order.
         values: Per loss, its buffered 1-D raw means (empty when none are buffered).
-        weights: Per loss, the weight applied at each buffered step.
+        weights: Per loss, the weight applied at each buffered step: host numbers, or a
+            1-D device tensor (a balanced loss's), copied with the values.
         first_steps: Per loss, the step of its first buffered value.
         across_ranks: Merge over the ranks of the default process group.
         owner: Who raises, for messages.
@@ -94,24 +96,36 @@ def pending_to_host(
         [HostChunk(name='a', steps=range(3, 5), values=[0.5, 0.25], weights=[2.0, 2.0])]
     """
     for name, value, weight in zip(names, values, weights, strict=True):
-        if value.numel() != len(weight):
+        num_weights = weight.numel() if isinstance(weight, Tensor) else len(weight)
+        if value.numel() != num_weights:
             raise ValueError(
                 f"{name}: buffered values and weights expected the same length, "
-                f"got {value.numel()} and {len(weight)}."
+                f"got {value.numel()} and {num_weights}."
             )
     counts = [v.numel() for v in values]
+    on_device = [i for i, w in enumerate(weights) if isinstance(w, Tensor)]
+    # one copy per device for the values (unless the ranks merge them first) and any
+    # device weights together
+    copied = tensors_to_host(
+        [*(() if across_ranks else values), *(cast(Tensor, weights[i]) for i in on_device)]
+    )
+    host = [] if across_ranks else copied[: len(values)]
+    host_weights: list[Sequence[float]] = [
+        w if not isinstance(w, Tensor) else [] for w in weights
+    ]
+    for i, weight in zip(on_device, copied[len(host) :], strict=True):
+        host_weights[i] = weight
     if not across_ranks:
-        host = tensors_to_host(values)
         return [
             HostChunk(name, range(first, first + count), vals, [float(w) for w in weight])
             for name, first, count, vals, weight in zip(
-                names, first_steps, counts, host, weights, strict=True
+                names, first_steps, counts, host, host_weights, strict=True
             )
         ]
     plans = gather_plan(names, counts, first_steps, owner)
     if not any(p.count for p in plans):
         return [HostChunk(p.name, p.steps, [], []) for p in plans]
-    merged = reduce_pending(plans, values, weights)
+    merged = reduce_pending(plans, values, host_weights)
     return [
         HostChunk(p.name, p.steps, vals, weight)
         for p, (vals, weight) in zip(plans, merged, strict=True)

@@ -25,6 +25,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from nectarloss.balancing import Balancer
 from nectarloss.errors import UnknownLossError
 from nectarloss.losses import LossEntry, get_loss_entry
 from nectarloss.losses.catalog import accepts_keyword, parameters_of
@@ -33,7 +34,13 @@ from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
 from nectarloss.schedules import Schedule
 from nectarloss.specs.errors import Loc, Problem, SpecError, json_path, show
-from nectarloss.specs.models import LossSpec, ModifierSpecBase, NoiseScheduleSpec, ScheduleSpec
+from nectarloss.specs.models import (
+    BalancerSpecBase,
+    LossSpec,
+    ModifierSpecBase,
+    NoiseScheduleSpec,
+    ScheduleSpec,
+)
 from nectarloss.specs.validate import first_error, raise_validation
 
 __all__ = ["TENSOR_KWARGS", "build_entry", "build_noise_schedule"]
@@ -239,8 +246,45 @@ def _build_modifier(spec: ModifierSpecBase, loc: Loc) -> Modifier:
         raise Problem(where, f"expected valid {cls.__name__} options; {exc}") from None
 
 
-def build_entry(name: str, spec: LossSpec) -> LMLoss:
+def _build_balancer(
+    spec: BalancerSpecBase, loc: Loc, groups: dict[str, tuple[BalancerSpecBase, Balancer]]
+) -> Balancer:
+    """A new balancer, or the one already built for ``spec.group`` (same options only)."""
+    group = spec.group
+    if group is not None and group in groups:
+        first, balancer = groups[group]
+        if first != spec:
+            raise Problem(
+                (*loc, "group"),
+                f"expected the same balancer entry as the group's other losses "
+                f"({first.model_dump(exclude_defaults=True)}), got "
+                f"{spec.model_dump(exclude_defaults=True)}",
+            )
+        return balancer
+    cls = spec.balancer_class
+    try:
+        balancer = cls(**spec.balancer_kwargs())
+    except Exception as exc:  # noqa: BLE001 - constructors raise anything
+        where = _field_loc(loc, str(exc), list(type(spec).model_fields))
+        raise Problem(where, f"expected valid {cls.__name__} options; {exc}") from None
+    balancer.group = group
+    if group is not None:
+        groups[group] = (spec, balancer)
+    return balancer
+
+
+def build_entry(
+    name: str,
+    spec: LossSpec,
+    groups: dict[str, tuple[BalancerSpecBase, Balancer]] | None = None,
+) -> LMLoss:
     """Build the :class:`~nectarloss.LMLoss` of the entry ``name``.
+
+    Args:
+        name: The entry's name.
+        spec: The validated entry.
+        groups: Balancers built so far by group name (shared by the entries of one
+            file); ``None`` builds a fresh balancer.
 
     Raises:
         Problem: At the entry's JSON path, if a part cannot be built.
@@ -249,6 +293,11 @@ def build_entry(name: str, spec: LossSpec) -> LMLoss:
     module = _build_module(spec, base)
     schedule = _build_schedule(spec.schedule, (*base, "schedule")) if spec.schedule else None
     modifiers = [_build_modifier(m, (*base, "modifiers", i)) for i, m in enumerate(spec.modifiers)]
+    balancer = (
+        None
+        if spec.balancer is None
+        else _build_balancer(spec.balancer, (*base, "balancer"), {} if groups is None else groups)
+    )
     return LMLoss(
         name=name,
         function=module,
@@ -256,4 +305,5 @@ def build_entry(name: str, spec: LossSpec) -> LMLoss:
         schedule=schedule,
         tags=list(spec.tags),
         modifiers=modifiers,
+        balancer=balancer,
     )

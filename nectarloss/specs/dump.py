@@ -21,13 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nectarloss.balancing import Balancer
 from nectarloss.losses import find_loss_entry
 from nectarloss.losses.catalog import KEYWORD_KINDS, parameters_of
 from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
 from nectarloss.specs.build import build_noise
 from nectarloss.specs.errors import Loc, Problem, SpecError, json_path
-from nectarloss.specs.models import MODIFIER_SPECS, NoiseScheduleSpec
+from nectarloss.specs.models import BALANCER_SPECS, MODIFIER_SPECS, NoiseScheduleSpec
 
 __all__ = ["dump_noise_schedule", "dump_spec"]
 
@@ -186,6 +187,30 @@ def _dump_entry(entry: LMLoss, loc: Loc) -> dict[str, Any]:
         out["modifiers"] = [
             _dump_modifier(m, (*loc, "modifiers", i)) for i, m in enumerate(entry.modifiers)
         ]
+    if entry.balancer is not None:
+        out["balancer"] = _dump_balancer(entry.balancer, (*loc, "balancer"))
+    return out
+
+
+def _dump_balancer(balancer: Balancer, loc: Loc) -> dict[str, Any]:
+    """``{"name": ..., "group": ..., **options}``.
+
+    A balancer shared by several losses gets a group (its spec group, else its first
+    loss's name), so it stays shared when loaded.
+    """
+    name = type(balancer).__name__
+    spec_cls = BALANCER_SPECS.get(name)
+    if spec_cls is None or type(balancer) is not spec_cls.balancer_class:
+        raise Problem(
+            loc,
+            f"expected a balancer from nectarloss.balancing ({', '.join(BALANCER_SPECS)}), "
+            f"got {type(balancer).__module__}.{type(balancer).__qualname__}",
+        )
+    out: dict[str, Any] = {"name": name}
+    group = balancer.group or (balancer.members[0] if len(balancer.members) > 1 else None)
+    if group is not None:
+        out["group"] = group
+    out.update(_plain(balancer.spec_config()))
     return out
 
 

@@ -39,10 +39,11 @@ from typing import Any
 
 import orjson
 
+from nectarloss.balancing import Balancer
 from nectarloss.records import LMLoss
 from nectarloss.specs.build import build_entry
 from nectarloss.specs.errors import Problem, SpecError, did_you_mean, json_path
-from nectarloss.specs.models import LossSpec, SpecFile
+from nectarloss.specs.models import BalancerSpecBase, LossSpec, SpecFile
 from nectarloss.specs.validate import validate_document
 
 __all__ = [
@@ -200,9 +201,10 @@ def _load(first: _Doc, allow_imports: bool) -> dict[str, LMLoss]:
     merged = _merge(_chain(first, allow_imports))
     out: dict[str, LMLoss] = {}
     failures: dict[str, list[tuple[str, str]]] = {}
+    groups: dict[str, tuple[BalancerSpecBase, Balancer]] = {}  # balancers shared by name
     for name, (entry, doc) in merged.items():
         try:
-            out[name] = build_entry(name, entry)
+            out[name] = build_entry(name, entry, groups)
         except Problem as problem:
             failures.setdefault(doc.display, []).append((json_path(problem.loc), problem.detail))
     if failures:

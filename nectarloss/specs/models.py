@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
 )
 
+from nectarloss.balancing import DWA, AdaptiveWeight, Balancer, GradNorm, UncertaintyWeighting
 from nectarloss.losses import available_losses, loss_aliases
 from nectarloss.modifiers import (
     P2,
@@ -58,7 +59,14 @@ from nectarloss.validation import (
 )
 
 __all__ = [
+    "BALANCER_SPECS",
     "MODIFIER_SPECS",
+    "AdaptiveWeightSpec",
+    "BalancerSpec",
+    "BalancerSpecBase",
+    "DWASpec",
+    "GradNormSpec",
+    "UncertaintyWeightingSpec",
     "NOISE_KINDS",
     "DebiasedEstimationSpec",
     "LossSpec",
@@ -379,6 +387,96 @@ MODIFIER_SPECS: dict[str, type[ModifierSpecBase]] = {
 }
 
 
+# ----------------------------------------------------------------------------- balancers
+class BalancerSpecBase(_Strict):
+    """Fields every balancer entry has; subclasses name the balancer class."""
+
+    #: The balancer class the entry builds.
+    balancer_class: ClassVar[type[Balancer]]
+
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Entries naming the same group share one balancer, which balances them "
+            "together; their balancer entries must then be identical."
+        ),
+    )
+
+    def balancer_kwargs(self) -> dict[str, Any]:
+        """Constructor keywords (everything but ``name`` and ``group``)."""
+        return self.model_dump(exclude={"name", "group"})
+
+
+class AdaptiveWeightSpec(BalancerSpecBase):
+    """:class:`~nectarloss.balancing.AdaptiveWeight`: VQGAN's adaptive weight.
+
+    ``last_layer`` is a parameter, so it is set in Python after loading
+    (``lm.get_registered_losses(strip=False)[name].balancer.last_layer = ...``).
+    """
+
+    model_config = ConfigDict(title="AdaptiveWeight")
+    balancer_class: ClassVar[type[Balancer]] = AdaptiveWeight
+
+    name: Literal["AdaptiveWeight"]
+    reference: str | list[str] = Field(
+        description="The reference loss name, or several whose sum is used."
+    )
+    eps: float = Field(default=_default(AdaptiveWeight, "eps"), gt=0.0, allow_inf_nan=False)
+    max_factor: float = Field(
+        default=_default(AdaptiveWeight, "max_factor"), gt=0.0, allow_inf_nan=False
+    )
+    eval_factor: float = Field(
+        default=_default(AdaptiveWeight, "eval_factor"), ge=0.0, allow_inf_nan=False
+    )
+
+
+class UncertaintyWeightingSpec(BalancerSpecBase):
+    """:class:`~nectarloss.balancing.UncertaintyWeighting`: learned log variances."""
+
+    model_config = ConfigDict(title="UncertaintyWeighting")
+    balancer_class: ClassVar[type[Balancer]] = UncertaintyWeighting
+
+    name: Literal["UncertaintyWeighting"]
+    init: float = Field(default=_default(UncertaintyWeighting, "init"), allow_inf_nan=False)
+
+
+class DWASpec(BalancerSpecBase):
+    """:class:`~nectarloss.balancing.DWA`: dynamic weight average."""
+
+    model_config = ConfigDict(title="DWA")
+    balancer_class: ClassVar[type[Balancer]] = DWA
+
+    name: Literal["DWA"]
+    temperature: float = Field(default=_default(DWA, "temperature"), gt=0.0, allow_inf_nan=False)
+
+
+class GradNormSpec(BalancerSpecBase):
+    """:class:`~nectarloss.balancing.GradNorm` (``shared`` is set in Python after loading)."""
+
+    model_config = ConfigDict(title="GradNorm")
+    balancer_class: ClassVar[type[Balancer]] = GradNorm
+
+    name: Literal["GradNorm"]
+    alpha: float = Field(default=_default(GradNorm, "alpha"), ge=0.0, allow_inf_nan=False)
+    lr: float = Field(default=_default(GradNorm, "lr"), gt=0.0, allow_inf_nan=False)
+
+
+#: One balancer entry, chosen by its ``name``.
+BalancerSpec = Annotated[
+    AdaptiveWeightSpec | UncertaintyWeightingSpec | DWASpec | GradNormSpec,
+    Field(discriminator="name"),
+]
+
+#: Balancer entry models by balancer name.
+BALANCER_SPECS: dict[str, type[BalancerSpecBase]] = {
+    "AdaptiveWeight": AdaptiveWeightSpec,
+    "UncertaintyWeighting": UncertaintyWeightingSpec,
+    "DWA": DWASpec,
+    "GradNorm": GradNormSpec,
+}
+
+
 # ----------------------------------------------------------------------------- losses
 class LossSpec(_Strict):
     """One loss entry: a catalog loss with its weight, schedule, tags and modifiers.
@@ -404,6 +502,7 @@ class LossSpec(_Strict):
     schedule: ScheduleSpec | None = None
     tags: list[str] = Field(default_factory=list)
     modifiers: list[ModifierSpec] = Field(default_factory=list)
+    balancer: BalancerSpec | None = None
 
     @field_validator("loss")
     @classmethod

@@ -10,7 +10,7 @@ Example:
     Traceback (most recent call last):
     ...
     nectarloss.errors.SpecError: a.json: losses.G_L1 expected only the keys loss, \
-kwargs, weight, schedule, tags, modifiers, got unknown key 'wieght' (did you mean 'weight'?).
+kwargs, weight, schedule, tags, modifiers, balancer, got unknown key 'wieght' (did you mean 'weight'?).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from nectarloss.specs.errors import Loc, SpecError, did_you_mean, json_path, show
 from nectarloss.specs.models import (
+    BALANCER_SPECS,
     MODIFIER_SPECS,
     LossSpec,
     NoiseScheduleSpec,
@@ -68,15 +69,19 @@ def _model_at(raw_loc: Loc) -> type[Any] | None:
         return NoiseScheduleSpec
     if isinstance(last, str) and last in MODIFIER_SPECS and len(raw_loc) >= 2:
         return MODIFIER_SPECS[last]
+    if isinstance(last, str) and last in BALANCER_SPECS and raw_loc[-2:-1] == ("balancer",):
+        return BALANCER_SPECS[last]
     return None
 
 
 def _clean_loc(raw_loc: Loc) -> Loc:
-    """Drop the discriminator tags pydantic puts after a modifier index."""
+    """Drop the discriminator tags pydantic puts after a modifier index or ``balancer``."""
     out: list[str | int] = []
     for i, item in enumerate(raw_loc):
         after_index = i >= 2 and isinstance(raw_loc[i - 1], int) and raw_loc[i - 2] == "modifiers"
         if after_index and isinstance(item, str) and item in MODIFIER_SPECS:
+            continue
+        if i >= 1 and raw_loc[i - 1] == "balancer" and item in BALANCER_SPECS:
             continue
         out.append(item)
     return tuple(out)
@@ -89,7 +94,9 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     got = show(error.get("input"))
-    names = list(MODIFIER_SPECS)
+    is_balancer = "balancer" in loc
+    names = list(BALANCER_SPECS if is_balancer else MODIFIER_SPECS)
+    kind_name = "balancer" if is_balancer else "modifier"
     if kind == "extra_forbidden":
         key = str(loc[-1])
         model = _model_at(raw_loc[:-1])
@@ -105,11 +112,11 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
         shown = repr(tag) if isinstance(tag, str) else show(tag)
         hint = did_you_mean(tag, names) if isinstance(tag, str) else ""
         return json_path((*loc, "name")), (
-            f"expected a modifier name, one of {', '.join(names)}, got {shown}{hint}"
+            f"expected a {kind_name} name, one of {', '.join(names)}, got {shown}{hint}"
         )
     if kind == "union_tag_not_found":
         return json_path((*loc, "name")), (
-            f"expected a modifier name, one of {', '.join(names)}, got nothing"
+            f"expected a {kind_name} name, one of {', '.join(names)}, got nothing"
         )
     if kind in ("value_error", "assertion_error"):
         return json_path(loc), str(ctx.get("error", error.get("msg", "")))

@@ -81,7 +81,7 @@ CASES: list[tuple[str, Any, str, tuple[str, ...]]] = [
         L({"loss": "L1Loss", "wieght": 2.0}),
         "losses.G_L1",
         (
-            "expected only the keys loss, kwargs, weight, schedule, tags, modifiers, "
+            "expected only the keys loss, kwargs, weight, schedule, tags, modifiers, balancer, "
             "got unknown key 'wieght' (did you mean 'weight'?).",
         ),
     ),

@@ -479,7 +479,11 @@ def test_schema_describes_the_format() -> None:
         "schedule",
         "tags",
         "modifiers",
+        "balancer",
     }
+    assert {"AdaptiveWeightSpec", "DWASpec", "GradNormSpec", "UncertaintyWeightingSpec"} <= set(
+        defs
+    )
     assert orjson.loads(orjson.dumps(schema)) == schema
 
 

@@ -1,0 +1,136 @@
+"""``Balancer``: an adaptive weight source shared by one loss or a group of losses.
+
+A balancer is attached with ``register_loss_fn(..., balancer=...)``. At each call of one
+of its losses it returns the weighted loss and the weight it applied, a detached 0-d
+tensor on the loss's device, so nothing is read back to the host: the manager records
+that weight per step and flushes it with the values. The weight applied is the loss's
+``loss_weight`` (or its schedule's value) times the balancer's factor, so warm-ups and
+constants compose with it. One instance attached to several losses balances them as a
+group; its state (learnable parameters, buffers, host counters) lives in its
+``state_dict`` and moves with ``.to()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Balancer"]
+
+
+class Balancer(nn.Module):
+    """Base class: the group's members, and the hooks the manager calls.
+
+    Subclasses implement :meth:`factor` (or override :meth:`weigh` when the balanced
+    loss is not the loss times a weight, as in :class:`UncertaintyWeighting`), and may
+    react to :meth:`_on_bind` (per-member state), :meth:`observe` (other losses'
+    outputs) and :meth:`step` (an update after every member was computed).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The names of the losses this balancer weights, in registration order.
+        self.members: list[str] = []
+        #: The spec group it was built for (``None`` when made in Python).
+        self.group: str | None = None
+
+    # -- membership (registration) --------------------------------------------------------
+    def bind(self, name: str) -> None:
+        """Add a loss to the group (called by the manager when it is registered).
+
+        Raises:
+            ValueError: ``name`` is already a member.
+        """
+        if name in self.members:
+            raise ValueError(f"{type(self).__name__}: loss {name!r} is already balanced by it.")
+        self.members.append(name)
+        self._on_bind(name)
+
+    def unbind(self, name: str) -> None:
+        """Remove a loss from the group (``remove_loss``); its per-member state goes too."""
+        if name in self.members:
+            index = self.members.index(name)
+            self.members.remove(name)
+            self._on_unbind(index)
+
+    def _on_bind(self, name: str) -> None:
+        """Grow per-member state for a new member (default: none)."""
+
+    def _on_unbind(self, index: int) -> None:
+        """Drop the per-member state at ``index`` (default: none)."""
+
+    def index(self, name: str) -> int:
+        """The position of ``name`` in the group.
+
+        Raises:
+            KeyError: ``name`` is not a member.
+        """
+        try:
+            return self.members.index(name)
+        except ValueError:
+            raise KeyError(
+                f"{type(self).__name__}: loss {name!r} is not balanced by it; members: "
+                f"{self.members}."
+            ) from None
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """Names of other losses whose weighted outputs :meth:`observe` should get."""
+        return ()
+
+    # -- the per-step path (never syncs) ------------------------------------------------
+    def observe(self, name: str, weighted: Tensor) -> None:
+        """Receive the weighted output (graph intact) of a loss named in :attr:`references`."""
+
+    def factor(self, name: str, value: Tensor, epoch: float) -> Tensor:
+        """The factor for member ``name`` at this call: a detached 0-d tensor.
+
+        Args:
+            name: The member being computed.
+            value: Its unweighted (post-modifier) mean, graph intact.
+            epoch: The call's epoch.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement factor().")
+
+    def weigh(self, name: str, value: Tensor, weight: float, epoch: float) -> tuple[Tensor, Tensor]:
+        """Weight one call of a member; never syncs.
+
+        Args:
+            name: The member being computed.
+            value: Its unweighted (post-modifier) mean, graph intact.
+            weight: The loss's own weight at this call (``loss_weight`` or the schedule's).
+            epoch: The call's epoch.
+
+        Returns:
+            The weighted loss (graph intact) and the weight applied: ``weight`` times
+            the factor, a detached 0-d tensor in ``value``'s dtype.
+        """
+        applied = (self.factor(name, value, epoch).detach() * weight).to(value.dtype)
+        return value * applied, applied
+
+    def step(self) -> None:
+        """An update after every member was computed in a step (default: nothing)."""
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def _check_device(self, tensor: Tensor, value: Tensor, name: str) -> None:
+        if tensor.device != value.device:
+            raise RuntimeError(
+                f"{type(self).__name__}: its state is on {tensor.device} but loss {name!r} "
+                f"is on {value.device}; pass device= to LossManager or call .to(device) on "
+                "the balancer before building the optimizer."
+            )
+
+    def extra_repr(self) -> str:
+        """The members."""
+        return f"members={self.members}"
+
+    def spec_config(self) -> dict[str, Any]:
+        """The options a JSON spec writes for this balancer (besides ``name``/``group``)."""
+        return {}
+
+    @staticmethod
+    def _zeros(size: int, like: Tensor | None, dtype: torch.dtype) -> Tensor:
+        device = None if like is None else like.device
+        return torch.zeros(size, dtype=dtype, device=device)
