@@ -10,7 +10,8 @@ Example:
     Traceback (most recent call last):
     ...
     nectarloss.errors.SpecError: a.json: losses.G_L1 expected only the keys loss, \
-kwargs, weight, schedule, tags, modifiers, balancer, got unknown key 'wieght' (did you mean 'weight'?).
+kwargs, weight, schedule, tags, modifiers, balancer, got unknown key 'wieght' \
+(did you mean 'weight'?).
 """
 
 from __future__ import annotations

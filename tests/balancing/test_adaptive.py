@@ -40,7 +40,7 @@ def setup(tmp_path, reference="G_L1", disc_weight=0.8):
 def test_weight_matches_taming_and_is_logged(tmp_path) -> None:
     lm, gen, disc, _ = setup(tmp_path)
     expected_weights = []
-    for step in range(4):
+    for _ in range(4):
         x, y = torch.randn(6, 4), torch.randn(6, 4)
         fake = gen(x)
         nll = lm.compute_loss_xy("G_L1", fake, y)

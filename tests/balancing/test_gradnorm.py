@@ -58,7 +58,7 @@ def test_update_matches_the_paper_and_weights_are_logged(tmp_path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     initial = None
     logged = {"a": [], "b": []}
-    for step in range(5):
+    for _ in range(5):
         x = torch.randn(8, 3)
         out_a, out_b = model(x)
         before = gradnorm.task_weights.clone()
