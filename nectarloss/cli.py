@@ -32,6 +32,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             ("device", args.device),
             ("experiment_dir", args.out),
             ("steps_per_epoch", args.steps),
+            ("spec", args.spec),
         )
         if value is not None
     }
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive_int, default=None, help="override the epochs")
     demo.add_argument("--steps", type=_positive_int, default=None, help="steps per epoch")
     demo.add_argument("--device", default=None, help="cpu, cuda or auto")
+    demo.add_argument(
+        "--spec",
+        default=None,
+        help="the objective: a shipped spec name (pix2pix_adaptive: VQGAN's adaptive weight "
+        "on G_GAN) or a JSON spec path",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     validate = sub.add_parser(

@@ -68,6 +68,13 @@ class UNetGenerator(nn.Module):
         )
         self.apply(_init_weights)
 
+    @property
+    def last_layer(self) -> Tensor:
+        """The output convolution's weight (where adaptive balancers compare gradients)."""
+        conv = self.out[0]
+        assert isinstance(conv, nn.ConvTranspose2d)  # built in __init__
+        return conv.weight
+
     def forward(self, x: Tensor) -> Tensor:
         """Translate ``x`` into the output domain."""
         skips: list[Tensor] = []

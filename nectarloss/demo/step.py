@@ -12,9 +12,24 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from nectarloss.balancing import AdaptiveWeight, GradNorm
 from nectarloss.manager import LossManager
 
-__all__ = ["pix2pix_roles", "train_step"]
+__all__ = ["attach_last_layer", "pix2pix_roles", "train_step"]
+
+
+def attach_last_layer(lm: LossManager, layer: Tensor) -> None:
+    """Point balancers that look at a layer and have none yet at ``layer``.
+
+    :class:`~nectarloss.AdaptiveWeight`'s ``last_layer`` and
+    :class:`~nectarloss.GradNorm`'s ``shared`` are parameters, which a JSON spec cannot
+    name; the demo gives them its generator's output convolution.
+    """
+    for balancer in lm.balancers:
+        if isinstance(balancer, AdaptiveWeight) and balancer.last_layer is None:
+            balancer.last_layer = layer
+        if isinstance(balancer, GradNorm) and balancer.shared is None:
+            balancer.shared = layer
 
 
 def pix2pix_roles(names: Mapping[str, list[str]]) -> dict[str, str]:
@@ -115,10 +130,12 @@ def train_step(
     torch.autograd.backward(loss_d)
     opt_d.step()
 
-    # generator: fool the discriminator and match the target
+    # generator: match the target and fool the discriminator; reconstruction first, so an
+    # adaptive weight on the adversarial loss finds its reference computed in this step
+    loss_g = _sum_losses(lm, by_role, "G_rec", fake, y, epoch)
     logits_gen = disc(x, fake)
-    loss_g = _sum_losses(lm, by_role, "G_adv", logits_gen, 1.0, epoch)
-    loss_g = loss_g + _sum_losses(lm, by_role, "G_rec", fake, y, epoch)
+    loss_g = loss_g + _sum_losses(lm, by_role, "G_adv", logits_gen, 1.0, epoch)
+    lm.balance_step()  # GradNorm's update needs the graphs: before backward()
     opt_g.zero_grad(set_to_none=True)
     torch.autograd.backward(loss_g)
     opt_g.step()

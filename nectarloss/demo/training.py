@@ -38,7 +38,7 @@ from nectarloss.demo.images import (
     save_samples,
 )
 from nectarloss.demo.models import PatchDiscriminator, UNetGenerator
-from nectarloss.demo.step import pix2pix_roles, train_step
+from nectarloss.demo.step import attach_last_layer, pix2pix_roles, train_step
 from nectarloss.log import read_log, summarize_log
 from nectarloss.manager import LossManager
 
@@ -185,6 +185,7 @@ def run_demo(
     )
     with lm:
         lm.init_from_spec(load_spec, cfg.spec)
+        attach_last_layer(lm, gen.last_layer)
         registered = lm.get_registered_losses()
         tags = {name: list(entry.tags) for name, entry in registered.items()}
         roles = pix2pix_roles(tags)

@@ -375,7 +375,7 @@ CASES: list[tuple[str, Any, str, tuple[str, ...]]] = [
         "extends",
         (
             "expected a shipped spec name, one of",
-            "got 'pix2pix_basc' (did you mean 'pix2pix_basic'?).",
+            "got 'pix2pix_basc' (did you mean 'pix2pix_basic'",
         ),
     ),
     (

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nectarloss import LMLoss, LossManager, Schedule
+from nectarloss import AdaptiveWeight, LMLoss, LossManager, Schedule
 from nectarloss.functional.snr_weights import PREDICTION_TYPES
 from nectarloss.losses import Perceptual
 from nectarloss.modifiers import NoiseSchedule, SuperLoss
@@ -39,10 +39,13 @@ SHIPPED = (
     "diffusion_min_snr",
     "diffusion_sangoi",
     "metric_triplet",
+    "pix2pix_adaptive",
     "pix2pix_basic",
     "pix2pix_extended",
 )
 BATCH = 4
+#: The "generator's last layer" the shipped specs' balancers look at.
+LAST_LAYER = torch.nn.Parameter(torch.tensor(1.0))
 NUM_CLASSES = 5
 
 
@@ -75,17 +78,17 @@ def test_shipped_spec_validates_by_name_and_path(name: str) -> None:
 def _inputs(name: str) -> dict[str, tuple[tuple[Tensor, ...], dict[str, Any]]]:
     """Inputs for one step of each loss of a shipped spec."""
     torch.manual_seed(0)
-    image = torch.rand(BATCH, 3, 8, 8, requires_grad=True)
+    # both depend on LAST_LAYER, where pix2pix_adaptive's G_GAN compares gradients
+    image = torch.rand(BATCH, 3, 8, 8) * LAST_LAYER
     target = torch.rand(BATCH, 3, 8, 8)
-    logits = torch.randn(BATCH, 1, 4, 4, requires_grad=True)
+    logits = torch.randn(BATCH, 1, 4, 4) * LAST_LAYER
     if name.startswith("pix2pix"):
         out: dict[str, tuple[tuple[Tensor, ...], dict[str, Any]]] = {
-            "G_GAN": ((logits, torch.ones_like(logits)), {}),
-            "D_real": ((logits, torch.ones_like(logits)), {}),
-            "D_fake": ((logits, torch.zeros_like(logits)), {}),
-        }
-        for loss in ("G_L1", "G_L2", "G_SOBEL", "G_LAP"):
-            out[loss] = ((image, target), {})
+            loss: ((image, target), {}) for loss in ("G_L1", "G_L2", "G_SOBEL", "G_LAP")
+        }  # reconstruction first: the adaptive weight's reference
+        out["G_GAN"] = ((logits, torch.ones_like(logits)), {})
+        out["D_real"] = ((logits, torch.ones_like(logits)), {})
+        out["D_fake"] = ((logits, torch.zeros_like(logits)), {})
         return out
     if name.startswith("diffusion"):
         pred = torch.randn(BATCH, 4, 8, 8, requires_grad=True)
@@ -103,6 +106,9 @@ def _inputs(name: str) -> dict[str, tuple[tuple[Tensor, ...], dict[str, Any]]]:
 def test_shipped_spec_runs_one_step(name: str) -> None:
     lm = LossManager(enable_logging=False)
     registered = lm.init_from_spec(lambda: load_spec(name))
+    for balancer in lm.balancers:
+        if isinstance(balancer, AdaptiveWeight):
+            balancer.last_layer = LAST_LAYER
     inputs = _inputs(name)
     assert set(registered) <= set(inputs)
     losses = [
@@ -122,6 +128,9 @@ def test_shipped_spec_runs_one_step(name: str) -> None:
 def test_round_trip_through_the_manager(name: str) -> None:
     lm = LossManager(enable_logging=False)
     lm.init_from_spec(load_spec, name)
+    for balancer in lm.balancers:
+        if isinstance(balancer, AdaptiveWeight):
+            balancer.last_layer = LAST_LAYER
     for loss, (args, ctx) in _inputs(name).items():
         if loss in lm:
             lm.compute_loss(loss, *args, epoch=3, **ctx)
