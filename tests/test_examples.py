@@ -10,7 +10,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: Hard stop for a hung script (generous: the machine may be busy); not a timing check.
 TIMEOUT_S = 120.0
-SCRIPTS = ("pix2pix_train", "diffusion_sangoi", "superloss_noisy_labels", "triplet_metric")
+SCRIPTS = (
+    "pix2pix_train",
+    "diffusion_sangoi",
+    "superloss_noisy_labels",
+    "triplet_metric",
+    "multitask_balancing",
+    "pix2pix_adaptive_weight",
+)
 
 
 def _number(pattern: str, text: str) -> float:
@@ -26,7 +33,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]
     for name in SCRIPTS:
         out = tmp_path_factory.mktemp(name)
         args = [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick"]
-        if name in ("pix2pix_train", "diffusion_sangoi"):
+        if name in ("pix2pix_train", "diffusion_sangoi", "pix2pix_adaptive_weight"):
             args += ["--out", str(out)]
         try:
             done = subprocess.run(
@@ -73,3 +80,25 @@ def test_triplet_example_improves_recall(runs: dict[str, tuple[int, str]]) -> No
     before = _number(r"recall@1 before training: ([\d.]+)", output)
     after = _number(r"recall@1 after training:\s+([\d.]+)", output)
     assert after > before
+
+
+def test_multitask_example_reports_every_method(runs: dict[str, tuple[int, str]]) -> None:
+    _, output = runs["multitask_balancing"]
+    for method in ("none", "uncertainty", "dwa", "gradnorm"):
+        rmse = _number(rf"^{method}\s+([\d.]+)\s+[\d.]+", output)
+        accuracy = _number(rf"^{method}\s+[\d.]+\s+([\d.]+)", output)
+        assert rmse > 0 and 0 <= accuracy <= 1
+    assert "regression 1, classification 1" in output  # no balancing: weights stay 1
+
+
+def test_adaptive_weight_example_compares_and_reads_the_weights(
+    runs: dict[str, tuple[int, str]],
+) -> None:
+    _, output = runs["pix2pix_adaptive_weight"]
+    assert _number(r"^\s+2\s+([\d.]+)\s+[\d.]+$", output) > 0  # fixed, epoch 2
+    mean, low, high = (
+        _number(r"^\s+1\s+([\d.]+)\s+[\d.]+\s+[\d.]+$", output),
+        _number(r"^\s+1\s+[\d.]+\s+([\d.]+)\s+[\d.]+$", output),
+        _number(r"^\s+1\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", output),
+    )
+    assert 0 < low <= mean <= high
