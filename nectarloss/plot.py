@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -279,11 +279,12 @@ def _draw_panel(
     ax.legend(lines, [str(line.get_label()) for line in lines], fontsize="small", loc="best")
 
 
-def run_title(log: LossLog, name: str | None = None) -> str:
+def run_title(log: LossLog | Mapping[str, Any], name: str | None = None) -> str:
     """A loss graph's title: the run's name and when its log was created.
 
     Args:
-        log: The run's log (its header's ``created`` time is shown in UTC, to the minute).
+        log: The run's log, or its header (the ``created`` time is shown in UTC, to the
+            minute).
         name: The run's name, e.g. its experiment directory's; ``"loss log"`` if empty.
 
     Returns:
@@ -296,7 +297,8 @@ def run_title(log: LossLog, name: str | None = None) -> str:
         'pix2pix_run3: losses, started 2026-01-02 03:04 UTC'
     """
     text = f"{name}: losses" if name else "loss log"
-    created = log.header.get("created")
+    header = log.header if isinstance(log, LossLog) else log
+    created = header.get("created")
     if not created:
         return text
     try:
