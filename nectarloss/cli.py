@@ -1,4 +1,4 @@
-"""The ``nectarloss`` command line: demo, validate, schema, show, plot, export.
+"""The ``nectarloss`` command line: demo, validate, schema, show, plot, export, watch.
 
 Errors are reported on one line on stderr with exit code 2, never as a traceback.
 """
@@ -91,6 +91,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from nectarloss.watch import watch_log
+
+    return watch_log(
+        args.log, interval=args.interval, last=args.last, weighted=not args.raw, once=args.once
+    )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -173,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, default=Path("loss_log.json"))
     export.add_argument("--raw", action="store_true", help="raw instead of weighted values")
     export.set_defaults(func=_cmd_export)
+
+    watch = sub.add_parser(
+        "watch",
+        help="follow a loss log in the terminal while a run writes it",
+        description="A live table per tag (last value, mean and sparkline of the last N "
+        "values, minimum, weight), redrawn when the log grows; reads only the new lines. "
+        "Ctrl-C quits.",
+    )
+    watch.add_argument("log", type=Path, metavar="LOG", help="loss_log.jsonl or its directory")
+    watch.add_argument(
+        "--interval", type=_positive_float, default=1.0, help="seconds between polls"
+    )
+    watch.add_argument("--last", type=_positive_int, default=100, help="values per mean/sparkline")
+    watch.add_argument("--raw", action="store_true", help="raw instead of weighted values")
+    watch.add_argument("--once", action="store_true", help="print the tables once and exit")
+    watch.set_defaults(func=_cmd_watch)
     return parser
 
 

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from nectarloss.log import LossLog
 
 __all__ = [
+    "NONFINITE_MARK",
+    "SPARK_BLOCKS",
     "format_values",
     "get_console",
     "log_header_text",
+    "number_text",
     "print_line",
     "render_text",
+    "sparkline",
     "summary_table",
 ]
+
+#: The eight levels of a sparkline, lowest first.
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+#: A sparkline's mark for a NaN or infinite value.
+NONFINITE_MARK = "×"
 
 _console: Console | None = None
 
@@ -102,3 +112,74 @@ def _joined(items: object) -> str:
     if isinstance(items, list):
         return ",".join(map(str, items))
     return str(items)
+
+
+def sparkline(values: Sequence[float], width: int | None = None) -> str:
+    """The values as a line of block characters, lowest ``▁`` to highest ``█``.
+
+    The finite values are scaled between their minimum and maximum (all ``▄`` when they
+    are equal); NaN and Inf are drawn as ``×``. With more values than ``width``, each
+    character stands for a run of consecutive values: their finite mean, or ``×`` if
+    the run holds a non-finite value.
+
+    Args:
+        values: The series, oldest first.
+        width: The most characters; ``None`` for one per value.
+
+    Returns:
+        At most ``width`` characters (``""`` for no values).
+
+    Raises:
+        ValueError: ``width < 1``.
+
+    Example:
+        >>> sparkline([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+        '▁▂▃▄▅▆▇█'
+        >>> sparkline([1.0, float("nan"), 1.0, 3.0, 5.0, 7.0], width=3)
+        '×▁█'
+    """
+    if width is not None and width < 1:
+        raise ValueError(f"sparkline: `width` expected an int >= 1, got {width}.")
+    points: list[float] = list(values)
+    num = len(points)
+    if width is not None and num > width:
+        buckets = [points[i * num // width : (i + 1) * num // width] for i in range(width)]
+        points = [
+            sum(b) / len(b) if all(math.isfinite(v) for v in b) else math.nan for b in buckets
+        ]
+    finite = [v for v in points if math.isfinite(v)]
+    if not finite:
+        return NONFINITE_MARK * len(points)
+    low, high = min(finite), max(finite)
+    top = len(SPARK_BLOCKS) - 1
+    out = []
+    for v in points:
+        if not math.isfinite(v):
+            out.append(NONFINITE_MARK)
+        elif high == low:
+            out.append(SPARK_BLOCKS[top // 2])
+        else:
+            out.append(SPARK_BLOCKS[round((v - low) / (high - low) * top)])
+    return "".join(out)
+
+
+def number_text(value: float, precision: int = 4) -> Text:
+    """A statistic for a table cell; NaN and Inf spelled out in bold red.
+
+    Args:
+        value: The number.
+        precision: Digits after the point (significant digits for very large or
+            small numbers).
+
+    Returns:
+        ``"0.2500"``, ``"1.234e+05"``, or a red ``"NaN"``, ``"+Inf"``, ``"-Inf"``.
+
+    Example:
+        >>> number_text(0.25).plain, number_text(float("-inf")).plain
+        ('0.2500', '-Inf')
+    """
+    if math.isnan(value):
+        return Text("NaN", style="bold red")
+    if math.isinf(value):
+        return Text("+Inf" if value > 0 else "-Inf", style="bold red")
+    return Text(_fmt(value, precision))

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "group_losses",
     "moving_average",
     "plot_log",
+    "run_title",
     "summarize_log",
 ]
 
@@ -277,6 +279,37 @@ def _draw_panel(
     ax.legend(lines, [str(line.get_label()) for line in lines], fontsize="small", loc="best")
 
 
+def run_title(log: LossLog | Mapping[str, Any], name: str | None = None) -> str:
+    """A loss graph's title: the run's name and when its log was created.
+
+    Args:
+        log: The run's log, or its header (the ``created`` time is shown in UTC, to the
+            minute).
+        name: The run's name, e.g. its experiment directory's; ``"loss log"`` if empty.
+
+    Returns:
+        ``"<name>: losses, started <YYYY-MM-DD HH:MM> UTC"`` (the time as logged if it
+        does not parse; no time if the header has none).
+
+    Example:
+        >>> log = LossLog(header={"created": "2026-01-02T03:04:05.6+00:00"}, losses={}, info={})
+        >>> run_title(log, "pix2pix_run3")
+        'pix2pix_run3: losses, started 2026-01-02 03:04 UTC'
+    """
+    text = f"{name}: losses" if name else "loss log"
+    header = log.header if isinstance(log, LossLog) else log
+    created = header.get("created")
+    if not created:
+        return text
+    try:
+        when = datetime.fromisoformat(str(created))
+    except ValueError:
+        return f"{text}, started {created}"
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return f"{text}, started {when:%Y-%m-%d %H:%M}" + (" UTC" if when.tzinfo else "")
+
+
 def plot_log(
     log_or_path: LossLog | str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -285,12 +318,14 @@ def plot_log(
     log_scale: bool = False,
     smooth: int = 1,
     show_weights: bool = True,
+    run_name: str | None = None,
 ) -> Path:
     """Draw a loss log to an image file (PNG, or any format matplotlib writes).
 
     One panel per tag (``group_by="tag"``) or per loss (``"loss"``). Each loss keeps one
     color across panels: weighted values solid, raw values dashed (drawn only when a
-    weight other than 1 was applied), the weight dotted on the right axis.
+    weight other than 1 was applied), the weight dotted on the right axis. The figure's
+    title names the run and when it started (:func:`run_title`).
 
     Args:
         log_or_path: A :class:`~nectarloss.log.LossLog` or the path of a loss log.
@@ -299,6 +334,8 @@ def plot_log(
         log_scale: Logarithmic value axis (symmetric-log when a value is <= 0).
         smooth: Moving-average window in steps (1 draws the values as logged).
         show_weights: Draw each loss's weight on a second y-axis.
+        run_name: The run's name in the title; by default the name of the directory
+            that holds the log when ``log_or_path`` is a path (the experiment directory).
 
     Returns:
         The path written.
@@ -324,15 +361,16 @@ def plot_log(
     names = list(dict.fromkeys(n for group in groups.values() for n in group))
     colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
     flat = [ax for row in axes for ax in row]
-    for ax, (title, members) in zip(flat, groups.items(), strict=False):
-        _draw_panel(ax, title, members, log, colors, smooth, log_scale, show_weights)
+    for ax, (panel, members) in zip(flat, groups.items(), strict=False):
+        _draw_panel(ax, panel, members, log, colors, smooth, log_scale, show_weights)
     if not groups:
         flat[0].text(0.5, 0.5, "no values logged", ha="center", va="center")
         flat[0].set_axis_off()
     for ax in flat[len(groups) or 1 :]:
         ax.set_axis_off()
-    created = log.header.get("created")
-    fig.suptitle("loss log" + (f" ({created})" if created else ""))
+    if run_name is None and not isinstance(log_or_path, LossLog):
+        run_name = Path(log_or_path).resolve().parent.name
+    fig.suptitle(run_title(log, run_name))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

@@ -31,6 +31,28 @@ def test_console_script_module() -> None:
     assert "nectarloss" in out.stdout
 
 
+def test_python_dash_m_nectarloss_runs_the_cli(tmp_path: Path) -> None:
+    """``python -m nectarloss`` is the console script: same output, same exit codes."""
+    missing = tmp_path / "missing.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-m", "nectarloss", "show", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hard stop for a hang, not a timing check
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("nectarloss: error: ") and "missing.jsonl" in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    version = subprocess.run(
+        [sys.executable, "-m", "nectarloss", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert version.stdout.strip() == f"nectarloss {__version__}"
+
+
 def test_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     import orjson
 

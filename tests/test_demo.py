@@ -2,6 +2,7 @@ import io
 import struct
 import sys
 import zlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -23,6 +24,7 @@ from nectarloss.demo import (
     sample_grid,
     write_png,
 )
+from nectarloss.demo.images import SAMPLE_LABELS, save_loss_graph, text_mask
 from nectarloss.log import read_log
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.json"
@@ -176,8 +178,56 @@ def test_write_png_round_trip(tmp_path: Path) -> None:
 
 def test_sample_grid_layout() -> None:
     x, y = make_pairs(2, 16, torch.Generator().manual_seed(0))
-    grid = sample_grid(x, y, y, zoom=2)
+    grid = sample_grid(x, y, y, zoom=2, labels=None)
     assert grid.shape == (3, 2 * (2 * 18 + 2), 2 * (3 * 18 + 2))
+
+
+def test_sample_grid_labels_its_columns() -> None:
+    x, y = make_pairs(2, 16, torch.Generator().manual_seed(0))
+    zoom, side = 8, 18  # the demo's zoom for 16 px images: 128 px cells
+    bare = sample_grid(x, y, y, zoom=zoom, labels=None)
+    grid = sample_grid(x, y, y, zoom=zoom)
+    strip_height = grid.shape[1] - bare.shape[1]
+    assert strip_height > 0 and torch.equal(grid[:, strip_height:], bare)
+    ink = (grid[:, :strip_height] == -1.0).all(dim=0)  # black text on the light strip
+    assert not ((grid[:, :strip_height] != -1.0) & (grid[:, :strip_height] != 0.8)).any()
+    # each label at 2x ("generated" is 108 px: it fits a 128 px cell, 3x would not),
+    # centred over its column of images, 4 px below the strip's top; nothing else
+    scale, cell = 2, 16 * zoom
+    want = torch.zeros_like(ink)
+    for col, label in enumerate(SAMPLE_LABELS):
+        mask = text_mask(label, scale)
+        left = (2 + col * side) * zoom + (cell - mask.shape[1]) // 2
+        want[2 * scale : 2 * scale + mask.shape[0], left : left + mask.shape[1]] = mask
+    assert strip_height == 8 * scale + 4 * scale
+    assert torch.equal(ink, want)
+
+
+def test_text_mask_and_bad_labels() -> None:
+    assert text_mask("i").int().tolist()[0] == [0, 0, 1, 0, 0]  # the dot of the i
+    assert text_mask("ab", 3).shape == (8 * 3, (6 * 2 - 1) * 3)
+    with pytest.raises(ValueError, match=r"text_mask: `text` expected lowercase .* 'X'"):
+        text_mask("aXb")
+    x, y = make_pairs(1, 16, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="sample_grid: `labels` expected 3 strings"):
+        sample_grid(x, y, y, labels=("a", "b"))
+
+
+def test_loss_graph_title_names_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from nectarloss import LossManager
+
+    run_dir = tmp_path / "pix2pix_run7"
+    lm = LossManager(run_dir)
+    lm.register_loss_fn("G_L1", torch.nn.L1Loss(), tags=["G"])
+    lm.compute_loss_xy("G_L1", torch.ones(2), torch.zeros(2))
+    lm.close()
+    log = read_log(run_dir / "loss_log.jsonl")
+    created = datetime.fromisoformat(log.header["created"]).astimezone(timezone.utc)
+    out = save_loss_graph(log, run_dir / "loss_graph.svg", smooth=1)
+    assert out is not None
+    svg = out.read_text()  # matplotlib's SVG keeps each text in a comment
+    assert f"<!-- pix2pix_run7: losses, started {created:%Y-%m-%d %H:%M} UTC -->" in svg
 
 
 # ---------------------------------------------------------------------------- run
@@ -203,7 +253,9 @@ def test_run_demo_writes_log_graph_and_samples(tiny_run: DemoResult) -> None:
     assert tiny_run.loss_graph is not None
     assert tiny_run.loss_graph.read_bytes().startswith(PNG_SIGNATURE)
     width, height, _ = read_png(tiny_run.samples)
-    assert width > height / 2  # three columns, up to six rows
+    zoom, side = 128 // TINY["image_size"], TINY["image_size"] + 2
+    assert width == (3 * side + 2) * zoom  # input, generated, target
+    assert height == (6 * side + 2) * zoom + 12 * 2  # six rows under the labels (2x font)
     assert tiny_run.roles == {
         "G_GAN": "G_adv",
         "G_L1": "G_rec",

@@ -18,6 +18,7 @@ from nectarloss.plot import (
     group_losses,
     moving_average,
     plot_log,
+    run_title,
     summarize_log,
 )
 
@@ -234,3 +235,22 @@ def test_plot_log_of_a_long_series(tmp_path: Path) -> None:
     )
     out = plot_log(log, tmp_path / "long.png", log_scale=True, smooth=100)
     assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_run_title() -> None:
+    log = LossLog(header={"created": "2026-03-04T23:59:30+02:00"}, losses={}, info={})
+    assert run_title(log, "exp1") == "exp1: losses, started 2026-03-04 21:59 UTC"
+    assert run_title(log) == "loss log, started 2026-03-04 21:59 UTC"
+    assert run_title(LossLog(header={"created": "yesterday"}, losses={}, info={}), "r") == (
+        "r: losses, started yesterday"
+    )
+    assert run_title(LossLog(header={}, losses={}, info={}), "r") == "r: losses"
+
+
+def test_plot_log_title_names_the_log_directory(log_path: Path, tmp_path: Path) -> None:
+    svg = plot_log(log_path, tmp_path / "g.svg").read_text()  # each text is in a comment
+    title = run_title(read_log(log_path), log_path.parent.name)
+    assert title.startswith(f"{log_path.parent.name}: losses, started ")
+    assert f"<!-- {title} -->" in svg
+    svg = plot_log(read_log(log_path), tmp_path / "h.svg", run_name="mine").read_text()
+    assert "<!-- mine: losses, started " in svg

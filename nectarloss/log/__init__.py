@@ -10,7 +10,8 @@ and only ever appended to:
   one per loss per flush: raw (unweighted) values and the weight applied at each step.
 
 :func:`read_log` joins the chunks of every loss in order and ignores a truncated last
-line (a crash in the middle of a write).
+line (a crash in the middle of a write); :class:`LogFollower` reads the lines a running
+run appends, a poll at a time.
 """
 
 from nectarloss.errors import LogFormatError
@@ -22,14 +23,23 @@ from nectarloss.log.format import (
     encode_nonfinite,
     header_line,
 )
-from nectarloss.log.reader import LossLog, LossSeries, read_log, summarize_log
+from nectarloss.log.reader import (
+    LogFollower,
+    LogUpdate,
+    LossLog,
+    LossSeries,
+    read_log,
+    summarize_log,
+)
 from nectarloss.log.writer import LossLogWriter
 
 __all__ = [
     "LOG_FILENAME",
     "LOG_FORMAT",
     "LOG_VERSION",
+    "LogFollower",
     "LogFormatError",
+    "LogUpdate",
     "LossLog",
     "LossLogWriter",
     "LossSeries",

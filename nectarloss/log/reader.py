@@ -8,7 +8,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import orjson
 
@@ -16,7 +16,7 @@ from nectarloss.columns import LogColumn, column_stats, multiply
 from nectarloss.errors import LogFormatError
 from nectarloss.log.format import NONFINITE_NAMES, check_header
 
-__all__ = ["LossLog", "LossSeries", "read_log", "summarize_log"]
+__all__ = ["LogFollower", "LogUpdate", "LossLog", "LossSeries", "read_log", "summarize_log"]
 
 
 def _decode_values(values: list[Any]) -> array[float]:
@@ -139,46 +139,195 @@ def read_log(path: str | os.PathLike[str]) -> LossLog:
             nectarloss does not read, or a line before the last is corrupt or malformed
             (the message gives the file and the line number).
     """
-    p = Path(path)
-    header: dict[str, Any] | None = None
-    info: dict[str, dict[str, Any]] = {}
-    columns: dict[str, tuple[array[int], array[float], array[float]]] = {}
+    parser = _LineParser(Path(path))
     truncated = False
-    with p.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if raw.isspace():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if not raw.endswith(b"\n"):  # the last line, cut by a crash mid-write
-                    truncated = True
-                    break
-                raise LogFormatError(f"{p}: line {number} is not valid JSON ({exc}).") from exc
-            where = f"{p}: line {number}"
-            if not isinstance(obj, dict):
-                raise LogFormatError(f"{where} expected a JSON object, got {_json_text(obj)}.")
-            kind = obj.get("kind")
-            if header is None:
-                header = check_header(obj, where)
-                info.update(_registered(obj, where))
-            elif kind == "chunk":
-                _read_chunk(obj, raw, where, columns)
-            elif kind == "register":
-                info.update(_registered(obj, where))
-            elif kind == "header":
-                raise LogFormatError(f"{where} is a second header; a log has one, on line 1.")
-            else:
-                raise LogFormatError(f"{where} has unknown kind {kind!r}.")
-    if header is None:
+    with parser.path.open("rb") as fh:
+        for raw in fh:
+            if not parser.feed(raw):
+                truncated = True
+                break
+    if parser.header is None:
         if truncated:
-            raise LogFormatError(f"{p}: the header line is cut short (a crash mid-write).")
-        raise LogFormatError(f"{p}: empty log, expected a header line.")
-    losses = {
-        name: LossSeries(LogColumn(steps), LogColumn(values), LogColumn(weights))
-        for name, (steps, values, weights) in columns.items()
-    }
-    return LossLog(header=header, losses=losses, info=info, truncated=truncated)
+            raise LogFormatError(
+                f"{parser.path}: the header line is cut short (a crash mid-write)."
+            )
+        raise LogFormatError(f"{parser.path}: empty log, expected a header line.")
+    return LossLog(
+        header=parser.header, losses=parser.take_losses(), info=parser.info, truncated=truncated
+    )
+
+
+class _LineParser:
+    """The one reading of log lines: header, ``register`` and ``chunk`` lines, checked.
+
+    :func:`read_log` feeds it a whole file; :class:`LogFollower` the lines a run appended
+    since its last poll.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.number = 0  # lines fed so far
+        self.header: dict[str, Any] | None = None
+        self.info: dict[str, dict[str, Any]] = {}
+        self.columns: dict[str, tuple[array[int], array[float], array[float]]] = {}
+
+    def feed(self, raw: bytes) -> bool:
+        """Parse one line (with its newline, if it has one) into the columns.
+
+        Returns:
+            ``False`` for a last line without its newline that does not parse (a crash
+            mid-write): nothing was read from it. ``True`` otherwise.
+
+        Raises:
+            LogFormatError: The line is corrupt or malformed, or the first is no header.
+        """
+        self.number += 1
+        if raw.isspace():
+            return True
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if not raw.endswith(b"\n"):  # the last line, cut by a crash mid-write
+                return False
+            raise LogFormatError(
+                f"{self.path}: line {self.number} is not valid JSON ({exc})."
+            ) from exc
+        where = f"{self.path}: line {self.number}"
+        if not isinstance(obj, dict):
+            raise LogFormatError(f"{where} expected a JSON object, got {_json_text(obj)}.")
+        kind = obj.get("kind")
+        if self.header is None:
+            self.header = check_header(obj, where)
+            self.info.update(_registered(obj, where))
+        elif kind == "chunk":
+            _read_chunk(obj, raw, where, self.columns)
+        elif kind == "register":
+            self.info.update(_registered(obj, where))
+        elif kind == "header":
+            raise LogFormatError(f"{where} is a second header; a log has one, on line 1.")
+        else:
+            raise LogFormatError(f"{where} has unknown kind {kind!r}.")
+        return True
+
+    def take_losses(self) -> dict[str, LossSeries]:
+        """The values read since the last call, per loss (the columns start empty again)."""
+        losses = {
+            name: LossSeries(LogColumn(steps), LogColumn(values), LogColumn(weights))
+            for name, (steps, values, weights) in self.columns.items()
+        }
+        self.columns = {}
+        return losses
+
+
+@dataclass
+class LogUpdate:
+    """What :meth:`LogFollower.poll` read: the lines a run appended since the last poll.
+
+    Attributes:
+        reset: The log was read from its start (the first read, or the file was
+            truncated or replaced): drop what earlier updates gave.
+        header: The log's header line (``None`` until it is written).
+        info: Registration info from the header and ``register`` lines read in this
+            poll, by loss name.
+        losses: The values read in this poll, per loss, in order.
+    """
+
+    reset: bool
+    header: dict[str, Any] | None
+    info: dict[str, dict[str, Any]]
+    losses: dict[str, LossSeries]
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was read (or the log started over)."""
+        return self.reset or bool(self.info) or bool(self.losses)
+
+
+class LogFollower:
+    """Follows a log while a run appends to it, reading only what is new.
+
+    Each :meth:`poll` parses the complete lines written since the last one, from the
+    byte offset where that one stopped; a last line still being written is left for the
+    next poll. A file that shrank, was replaced (another inode) or whose header line
+    changed (a run that started over with ``overwrite=True``) is read again from its
+    start, and the update says ``reset``. A missing file reads as an empty update.
+
+    Args:
+        path: The log file (``loss_log.jsonl``).
+
+    Example:
+        >>> follower = LogFollower("runs/exp1/loss_log.jsonl")  # doctest: +SKIP
+        >>> update = follower.poll()  # doctest: +SKIP
+        >>> {name: list(s.values) for name, s in update.losses.items()}  # doctest: +SKIP
+        {'G_L1': [0.5, 0.25]}
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._parser = _LineParser(self.path)
+        self._offset = 0
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file read
+        self._header_raw = b""
+
+    @property
+    def offset(self) -> int:
+        """Bytes read so far: the next poll starts here."""
+        return self._offset
+
+    @property
+    def header(self) -> dict[str, Any] | None:
+        """The header line, once read."""
+        return self._parser.header
+
+    def poll(self) -> LogUpdate:
+        """Read the complete lines appended since the last poll.
+
+        Returns:
+            The new lines' registrations and values.
+
+        Raises:
+            LogFormatError: A complete line is corrupt or malformed (as :func:`read_log`).
+            OSError: The file exists but cannot be read.
+        """
+        reset = False
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return LogUpdate(reset=False, header=self.header, info={}, losses={})
+        with fh:
+            stat = os.fstat(fh.fileno())
+            identity = (stat.st_dev, stat.st_ino)
+            if self._identity is None or self._started_over(fh, stat.st_size, identity):
+                reset = True
+                self._restart(identity)
+            if stat.st_size > self._offset:
+                fh.seek(self._offset)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break  # still being written: the next poll reads it whole
+                    if self._parser.number == 0:
+                        self._header_raw = raw
+                    self._parser.feed(raw)
+                    self._offset += len(raw)
+        info = self._parser.info
+        self._parser.info = {}
+        return LogUpdate(
+            reset=reset, header=self.header, info=info, losses=self._parser.take_losses()
+        )
+
+    def _started_over(self, fh: BinaryIO, size: int, identity: tuple[int, int]) -> bool:
+        """Whether the file was truncated, replaced, or begins with another header."""
+        if identity != self._identity or size < self._offset:
+            return True
+        if not self._header_raw:
+            return False
+        return os.pread(fh.fileno(), len(self._header_raw), 0) != self._header_raw
+
+    def _restart(self, identity: tuple[int, int]) -> None:
+        self._parser = _LineParser(self.path)
+        self._offset = 0
+        self._identity = identity
+        self._header_raw = b""
 
 
 def _registered(obj: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:

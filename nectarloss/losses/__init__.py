@@ -7,6 +7,7 @@ manager uses when per-sample modifiers need the unreduced loss.
 """
 
 from nectarloss.losses.catalog import (
+    AdaptiveLogSoftmaxLoss,
     LossEntry,
     available_losses,
     build_loss,
@@ -29,6 +30,7 @@ from nectarloss.losses.edges import (
 from nectarloss.losses.perceptual import FeatureKey, Perceptual
 
 __all__ = [
+    "AdaptiveLogSoftmaxLoss",
     "FeatureKey",
     "Laplacian",
     "LossEntry",

@@ -11,6 +11,9 @@ aliases (``"L1"``, ``"L2"``, ``"MSE"``). All of them accept ``reduction="none"``
 natively: the manager may build them with ``reduction="none"`` so that per-sample
 modifiers see the unreduced loss and reduce it themselves. Our own losses
 (``Sobel``, ``Laplacian``, ``Perceptual``) follow the same convention.
+``"AdaptiveLogSoftmaxWithLoss"`` builds :class:`AdaptiveLogSoftmaxLoss`, which wraps
+torch's module (it returns a named tuple and owns parameters) so that it returns the
+loss like the others.
 
 Aliases live in their own map: :func:`available_losses` lists canonical names only,
 :func:`loss_aliases` lists the aliases, and every lookup accepts both.
@@ -40,13 +43,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from nectarloss.errors import UnknownLossError
 from nectarloss.validation import check_name, closest
 
 __all__ = [
     "KEYWORD_KINDS",
+    "AdaptiveLogSoftmaxLoss",
     "LossEntry",
     "accepts_keyword",
     "available_losses",
@@ -474,6 +478,125 @@ def _one_line_doc(factory: Callable[..., Any]) -> str:
     return " ".join(first_paragraph.split())
 
 
+# --------------------------------------------------------------------------- adaptive softmax
+class AdaptiveLogSoftmaxLoss(nn.Module):
+    """Adaptive softmax (Grave et al.) as a catalog loss: returns the loss tensor.
+
+    torch's :class:`~torch.nn.AdaptiveLogSoftmaxWithLoss` returns a named tuple
+    ``(output, loss)`` and owns the softmax's parameters (a head and one projection per
+    tail cluster), so the manager cannot call it like the other losses. This module
+    holds it as :attr:`adaptive` and returns the negative log-likelihood of each
+    target, reduced by ``reduction``; ``reduction="mean"`` equals torch's ``loss``.
+
+    The parameters are the module's own: pass ``loss_fn.parameters()`` to the optimizer
+    along with the model's (for a loss built from a spec, ``lm.get_registered_losses()
+    [name].function.parameters()``); they move with ``LossManager.to`` and are saved in
+    its ``state_dict``. torch's ``output`` (the log-probability of each target) is
+    ``-loss`` under ``reduction="none"``; :meth:`log_prob` gives every class's
+    log-probability and :meth:`predict` the most likely class.
+
+    Args:
+        in_features: Features per sample of ``input``.
+        n_classes: Number of classes.
+        cutoffs: Increasing class indices that end the head and each tail cluster
+            (torch's argument).
+        div_value: Each tail cluster's projection is this many times narrower.
+        head_bias: Give the head a bias.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape ``[B]``).
+
+    Raises:
+        ValueError: ``reduction`` is none of those, or torch rejects the other
+            arguments (e.g. ``cutoffs`` not increasing).
+
+    Shape:
+        - input: ``[B, in_features]``.
+        - target: ``[B]`` class indices in ``[0, n_classes)``.
+        - output: ``[]``, or ``[B]`` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = build_loss("AdaptiveLogSoftmaxWithLoss", in_features=8, n_classes=10,
+        ...                      cutoffs=[4], reduction="none")
+        >>> loss_fn(torch.randn(3, 8), torch.tensor([0, 5, 9])).shape
+        torch.Size([3])
+
+    Reference:
+        Grave et al., "Efficient softmax approximation for GPUs", ICML 2017.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        cutoffs: Iterable[int],
+        div_value: float = 4.0,
+        head_bias: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+        self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+            in_features, n_classes, list(cutoffs), div_value=div_value, head_bias=head_bias
+        )
+
+    @classmethod
+    def wrap(
+        cls, adaptive: nn.AdaptiveLogSoftmaxWithLoss, reduction: str = "mean"
+    ) -> AdaptiveLogSoftmaxLoss:
+        """Wrap an existing torch module (its parameters are shared, not copied).
+
+        Args:
+            adaptive: The module to wrap.
+            reduction: As in the constructor.
+
+        Returns:
+            A loss whose :attr:`adaptive` is ``adaptive``.
+
+        Raises:
+            TypeError: ``adaptive`` is not an ``nn.AdaptiveLogSoftmaxWithLoss``.
+            ValueError: Bad ``reduction``.
+        """
+        if not isinstance(adaptive, nn.AdaptiveLogSoftmaxWithLoss):
+            raise TypeError(
+                "AdaptiveLogSoftmaxWithLoss: `adaptive` expected an "
+                f"nn.AdaptiveLogSoftmaxWithLoss, got {type(adaptive).__name__}."
+            )
+        loss = cls.__new__(cls)  # not __init__: it would build a second softmax
+        nn.Module.__init__(loss)
+        loss.reduction = _check_reduction(reduction)
+        loss.adaptive = adaptive
+        return loss
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """The negative log-likelihood of ``target`` under the adaptive softmax, reduced."""
+        nll: Tensor = -self.adaptive(input, target).output
+        if self.reduction == "mean":
+            return nll.mean()
+        if self.reduction == "sum":
+            return nll.sum()
+        return nll
+
+    def log_prob(self, input: Tensor) -> Tensor:
+        """Log-probabilities of every class, ``[B, n_classes]`` (torch's ``log_prob``)."""
+        out: Tensor = self.adaptive.log_prob(input)
+        return out
+
+    def predict(self, input: Tensor) -> Tensor:
+        """The most likely class of each sample, ``[B]`` (torch's ``predict``)."""
+        out: Tensor = self.adaptive.predict(input)
+        return out
+
+
+def _check_reduction(reduction: object) -> str:
+    if not isinstance(reduction, str) or reduction not in DEFAULT_REDUCTIONS:
+        raise ValueError(
+            f"AdaptiveLogSoftmaxWithLoss: `reduction` expected one of "
+            f"{', '.join(repr(r) for r in DEFAULT_REDUCTIONS)}, got {reduction!r}."
+        )
+    return reduction
+
+
 # --------------------------------------------------------------------------- built-ins
 _TORCH_LOSSES: tuple[tuple[str, LossFactory, tuple[str, ...], tuple[str, ...], str], ...] = (
     ("MSELoss", nn.MSELoss, ("input", "target"), ("L2", "MSE"), "Mean squared error."),
@@ -583,6 +706,42 @@ _TORCH_LOSSES: tuple[tuple[str, LossFactory, tuple[str, ...], tuple[str, ...], s
         (),
         "Negative log-likelihood of a Gaussian target with predicted mean and variance.",
     ),
+    (
+        "MultiMarginLoss",
+        nn.MultiMarginLoss,
+        ("input", "target"),
+        (),
+        "Multi-class hinge of scores [B, C] against class indices [B] (margin, power p).",
+    ),
+    (
+        "MultiLabelSoftMarginLoss",
+        nn.MultiLabelSoftMarginLoss,
+        ("input", "target"),
+        (),
+        "Multi-label logistic loss of logits [B, C] against {0, 1} targets [B, C].",
+    ),
+    (
+        "TripletMarginWithDistanceLoss",
+        nn.TripletMarginWithDistanceLoss,
+        ("anchor", "positive", "negative"),
+        (),
+        "Triplet hinge max(0, d(a, p) - d(a, n) + margin) with any distance function.",
+    ),
+    (
+        "CTCLoss",
+        nn.CTCLoss,
+        ("log_probs", "targets", "input_lengths", "target_lengths"),
+        (),
+        "Connectionist temporal classification of log-probabilities [T, B, C]; "
+        "per sample [B], not divided by the target lengths.",
+    ),
+    (
+        "AdaptiveLogSoftmaxWithLoss",
+        AdaptiveLogSoftmaxLoss,
+        ("input", "target"),
+        (),
+        "Adaptive softmax NLL of features [B, F] against class indices; owns parameters.",
+    ),
 )
 
 
@@ -599,6 +758,7 @@ _SAME_SHAPE = frozenset(
         "SoftMarginLoss",
         "PoissonNLLLoss",
         "GaussianNLLLoss",
+        "MultiLabelSoftMarginLoss",
     }
 )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from nectarloss.losses import (
+    AdaptiveLogSoftmaxLoss,
     LossEntry,
     available_losses,
     build_loss,
@@ -47,6 +50,11 @@ TORCH_LOSSES = (
     "CosineEmbeddingLoss",
     "PoissonNLLLoss",
     "GaussianNLLLoss",
+    "MultiMarginLoss",
+    "MultiLabelSoftMarginLoss",
+    "TripletMarginWithDistanceLoss",
+    "CTCLoss",
+    "AdaptiveLogSoftmaxWithLoss",
 )
 OUR_LOSSES = ("Sobel", "Laplacian", "Perceptual")
 ALL_LOSSES = TORCH_LOSSES + OUR_LOSSES
@@ -56,11 +64,28 @@ SPECIAL_INPUTS = {
     "CosineEmbeddingLoss": ("input1", "input2", "target"),
     "TripletMarginLoss": ("anchor", "positive", "negative"),
     "GaussianNLLLoss": ("input", "target", "var"),
+    "TripletMarginWithDistanceLoss": ("anchor", "positive", "negative"),
+    "CTCLoss": ("log_probs", "targets", "input_lengths", "target_lengths"),
 }
+#: CTC: input frames, the longest target, and classes (0 is the blank).
+CTC_FRAMES, CTC_TARGET, CTC_CLASSES = 12, 4, 6
+#: AdaptiveLogSoftmaxWithLoss: features, classes and the head/tail cutoffs (16 features:
+#: the tails project to 16 // 4 and 16 // 16 features, none empty).
+ASM_FEATURES = 16
+ASM_KWARGS: dict[str, object] = {"in_features": ASM_FEATURES, "n_classes": 20, "cutoffs": [5, 12]}
 
 
 def _signs(*shape: int) -> Tensor:
     return torch.randint(0, 2, shape).float() * 2 - 1
+
+
+def _ctc_inputs() -> tuple[Tensor, ...]:
+    log_probs = F.log_softmax(torch.randn(CTC_FRAMES, BATCH, CTC_CLASSES), dim=2)
+    target_lengths = torch.randint(1, CTC_TARGET + 1, (BATCH,))
+    targets = torch.randint(1, CTC_CLASSES, (BATCH, CTC_TARGET))
+    input_lengths = torch.full((BATCH,), CTC_FRAMES, dtype=torch.long)
+    input_lengths[0] = CTC_FRAMES - 2  # one shorter sequence
+    return log_probs, targets, input_lengths, target_lengths
 
 
 def _multilabel_target() -> Tensor:
@@ -102,6 +127,19 @@ def make_inputs(name: str) -> tuple[Tensor, ...]:
         inputs = (x, torch.poisson(torch.full((BATCH, NUM_CLASSES), 2.0)))
     elif name == "GaussianNLLLoss":
         inputs = (x, torch.randn(BATCH, NUM_CLASSES), torch.rand(BATCH, NUM_CLASSES) + 0.1)
+    elif name == "MultiMarginLoss":
+        inputs = (x, torch.randint(0, NUM_CLASSES, (BATCH,)))
+    elif name == "MultiLabelSoftMarginLoss":
+        inputs = (x, torch.randint(0, 2, (BATCH, NUM_CLASSES)).float())
+    elif name == "TripletMarginWithDistanceLoss":
+        inputs = (torch.randn(BATCH, DIM), torch.randn(BATCH, DIM), torch.randn(BATCH, DIM))
+    elif name == "CTCLoss":
+        inputs = _ctc_inputs()
+    elif name == "AdaptiveLogSoftmaxWithLoss":
+        inputs = (
+            torch.randn(BATCH, ASM_FEATURES),
+            torch.tensor([0, 4, 7, 19]),
+        )  # head and both tails
     elif name in OUR_LOSSES:
         inputs = (torch.rand(BATCH, 3, 6, 6), torch.rand(BATCH, 3, 6, 6))
     else:
@@ -113,6 +151,8 @@ def make_inputs(name: str) -> tuple[Tensor, ...]:
 def make_kwargs(name: str) -> dict[str, object]:
     if name == "Perceptual":
         return {"feature_extractor": nn.Conv2d(3, 2, 3)}
+    if name == "AdaptiveLogSoftmaxWithLoss":
+        return dict(ASM_KWARGS)
     return {}
 
 
@@ -410,3 +450,155 @@ def test_entry_build_method() -> None:
     entry = get_loss_entry("HuberLoss")
     assert isinstance(entry, LossEntry)
     assert entry.build(delta=0.5).delta == 0.5
+
+
+# --------------------------------------------------------------------------- issue 16 additions
+#: The losses added to cover the rest of torch's: name -> (torch class, constructor kwargs).
+NEW_ENTRIES: dict[str, tuple[type[nn.Module], dict[str, object]]] = {
+    "MultiMarginLoss": (nn.MultiMarginLoss, {"p": 2, "margin": 0.5}),
+    "MultiLabelSoftMarginLoss": (nn.MultiLabelSoftMarginLoss, {}),
+    "TripletMarginWithDistanceLoss": (
+        nn.TripletMarginWithDistanceLoss,
+        {"distance_function": nn.PairwiseDistance(p=1.0), "margin": 0.3, "swap": True},
+    ),
+    "CTCLoss": (nn.CTCLoss, {"blank": 0, "zero_infinity": True}),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", sorted(NEW_ENTRIES))
+def test_new_entry_equals_torch(name: str, reduction: str) -> None:
+    torch.manual_seed(1)
+    cls, kwargs = NEW_ENTRIES[name]
+    inputs = make_inputs(name)
+    ours = build_loss(name, reduction=reduction, **kwargs)
+    assert type(ours) is cls
+    want = cls(reduction=reduction, **kwargs)(*inputs)
+    got = ours(*inputs)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if reduction == "none":
+        assert got.shape == (BATCH,)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_adaptive_log_softmax_equals_torch(reduction: str) -> None:
+    torch.manual_seed(2)
+    ours = build_loss("AdaptiveLogSoftmaxWithLoss", reduction=reduction, **ASM_KWARGS)
+    torch.manual_seed(2)
+    theirs = nn.AdaptiveLogSoftmaxWithLoss(**ASM_KWARGS)  # type: ignore[arg-type]
+    assert ours.state_dict().keys() == {f"adaptive.{k}" for k in theirs.state_dict()}
+    inputs = make_inputs("AdaptiveLogSoftmaxWithLoss")
+    output, loss = theirs(*inputs)
+    want = {"mean": loss, "sum": -output.sum(), "none": -output}[reduction]
+    torch.testing.assert_close(ours(*inputs), want, rtol=0, atol=0)
+    assert isinstance(ours, AdaptiveLogSoftmaxLoss)
+    torch.testing.assert_close(ours.log_prob(inputs[0]), theirs.log_prob(inputs[0]))
+    assert torch.equal(ours.predict(inputs[0]), theirs.predict(inputs[0]))
+
+
+def test_adaptive_log_softmax_wrap_and_errors() -> None:
+    torch.manual_seed(3)
+    module = nn.AdaptiveLogSoftmaxWithLoss(**ASM_KWARGS)  # type: ignore[arg-type]
+    wrapped = AdaptiveLogSoftmaxLoss.wrap(module, reduction="none")
+    assert wrapped.adaptive is module
+    assert {id(p) for p in wrapped.parameters()} == {id(p) for p in module.parameters()}
+    inputs = make_inputs("AdaptiveLogSoftmaxWithLoss")
+    torch.testing.assert_close(wrapped(*inputs), -module(*inputs).output)
+    assert find_loss_entry(wrapped) is get_loss_entry("AdaptiveLogSoftmaxWithLoss")
+    with pytest.raises(
+        TypeError, match="`adaptive` expected an nn.AdaptiveLogSoftmaxWithLoss, got L1"
+    ):
+        AdaptiveLogSoftmaxLoss.wrap(nn.L1Loss())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="AdaptiveLogSoftmaxWithLoss: `reduction` expected one of"):
+        AdaptiveLogSoftmaxLoss(**ASM_KWARGS, reduction="batchmean")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="AdaptiveLogSoftmaxWithLoss: `reduction` expected one of"):
+        build_loss("AdaptiveLogSoftmaxWithLoss", reduction="max", **ASM_KWARGS)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("MultiMarginLoss", "expected 2 inputs (input, target), got 3."),
+        ("MultiLabelSoftMarginLoss", "expected 2 inputs (input, target), got 3."),
+        ("TripletMarginWithDistanceLoss", "expected 3 inputs (anchor, positive, negative), got 2."),
+        (
+            "CTCLoss",
+            "expected 4 inputs (log_probs, targets, input_lengths, target_lengths), got 3.",
+        ),
+        ("AdaptiveLogSoftmaxWithLoss", "expected 2 inputs (input, target), got 3."),
+    ],
+)
+def test_new_entry_arity_errors(name: str, message: str) -> None:
+    arity = get_loss_entry(name).arity
+    wrong = 3 if arity != 3 else 2
+    with pytest.raises(ValueError, match=re.escape(f"{name}: {message}")):
+        check_arity(name, wrong)
+
+
+def test_new_entries_check_inputs_through_the_manager() -> None:
+    from nectarloss import LossManager
+
+    lm = LossManager(enable_logging=False)
+    lm.register_loss_fn("ctc", build_loss("CTCLoss"))
+    lm.register_loss_fn("mlsm", build_loss("MultiLabelSoftMarginLoss"))
+    ctc = make_inputs("CTCLoss")
+    with pytest.raises(ValueError, match=re.escape("ctc: expected 4 inputs (log_probs, targets")):
+        lm.compute_loss("ctc", *ctc[:3])
+    torch.testing.assert_close(lm.compute_loss("ctc", *ctc), nn.CTCLoss()(*ctc))
+    x, _ = make_inputs("MultiLabelSoftMarginLoss")
+    # torch would broadcast a [B, 1] target silently; the catalog marks the loss element-wise
+    with pytest.raises(ValueError, match=re.escape("mlsm: `target` expected shape (4, 5) like")):
+        lm.compute_loss("mlsm", x, torch.ones(BATCH, 1))
+
+
+def test_new_entries_by_name_in_a_spec_file(tmp_path: Path) -> None:
+    import orjson
+
+    from nectarloss import LossManager
+
+    spec = {
+        "losses": {
+            "mm": {"loss": "MultiMarginLoss", "kwargs": {"margin": 0.5}},
+            "mlsm": {"loss": "MultiLabelSoftMarginLoss", "weight": 2.0},
+            "trip": {"loss": "TripletMarginWithDistanceLoss", "kwargs": {"swap": True}},
+            "ctc": {"loss": "CTCLoss", "kwargs": {"blank": 0, "zero_infinity": True}},
+            "asm": {
+                "loss": "AdaptiveLogSoftmaxWithLoss",
+                "kwargs": ASM_KWARGS,
+                "modifiers": [{"name": "SuperLoss", "threshold": "exp"}],
+            },
+        }
+    }
+    path = tmp_path / "spec.json"
+    path.write_bytes(orjson.dumps(spec))
+    lm = LossManager(enable_logging=False)
+    entries = lm.init_from_spec(path)
+    assert isinstance(entries["ctc"].function, nn.CTCLoss) and entries["ctc"].function.zero_infinity
+    torch.manual_seed(4)
+    for name, torch_loss in (
+        ("mm", nn.MultiMarginLoss(margin=0.5)),
+        ("mlsm", nn.MultiLabelSoftMarginLoss()),
+        ("trip", nn.TripletMarginWithDistanceLoss(swap=True)),
+        ("ctc", nn.CTCLoss(zero_infinity=True)),
+    ):
+        inputs = make_inputs(get_loss_entry(entries[name].function.__class__.__name__).name)
+        want = torch_loss(*inputs) * entries[name].loss_weight
+        torch.testing.assert_close(lm.compute_loss(name, *inputs), want)
+    asm = entries["asm"].function
+    assert isinstance(asm, AdaptiveLogSoftmaxLoss) and asm.reduction == "none"  # for the modifier
+    inputs = make_inputs("AdaptiveLogSoftmaxWithLoss")
+    loss = lm.compute_loss("asm", *inputs)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    # the loss's parameters train with an optimizer and are saved in the manager's state
+    optimizer = torch.optim.SGD(asm.parameters(), lr=0.5)
+    before = asm.adaptive.head.weight.detach().clone()
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(asm.adaptive.head.weight, before)
+    saved = copy.deepcopy(lm.state_dict())
+    trained = asm.adaptive.head.weight.detach().clone()
+    assert torch.equal(saved["losses"]["asm"]["function"]["adaptive.head.weight"], trained)
+    with torch.no_grad():
+        asm.adaptive.head.weight.zero_()
+    lm.load_state_dict(saved)
+    assert torch.equal(asm.adaptive.head.weight, trained)
