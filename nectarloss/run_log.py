@@ -108,7 +108,7 @@ class RunLog:
     def _write_pending(self, entries: Sequence[LMLoss], registry: Sequence[LMLoss]) -> int:
         for entry in registry:  # what compiled or captured steps recorded, in order
             entry.settle()
-        across_ranks = self._check_ranks()
+        across_ranks = self._check_ranks(registry)
         if across_ranks:  # the one collective: every rank merges its whole registry
             entries = registry
         elif not any(e.history.count for e in entries):
@@ -165,12 +165,16 @@ class RunLog:
             self._report_nonfinite(bad_steps)
         return count
 
-    def _check_ranks(self) -> bool:
-        """Whether this flush merges ranks; refuse if the process group is gone."""
+    def _check_ranks(self, registry: Sequence[LMLoss]) -> bool:
+        """Whether this flush merges ranks; refuse if the process group is gone.
+
+        Only values are refused: with nothing buffered (a manager closed before
+        ``destroy_process_group()``, closed again at exit) there is nothing to merge.
+        """
         if is_distributed():
             self.num_ranks = max(self.num_ranks, world_size())
             return True
-        if self.num_ranks > 1:
+        if self.num_ranks > 1 and any(e.history.count for e in registry):
             raise RuntimeError(
                 f"LossManager: this manager ran under torch.distributed with "
                 f"{self.num_ranks} ranks, but the process group is gone, so the ranks' "

@@ -472,10 +472,17 @@ def destroyed_group_worker(rank: int, port: int, root: str) -> None:
     lm.compute_loss_xy("G", *ones(rank + 1))
     lm.update_loss_log()  # a flush under the group: merged
     lm.compute_loss_xy("G", *ones(rank + 1))
+    done = LossManager(Path(root) / "done")  # closed in time, as a script should
+    done.register_loss_fn("G", nn.L1Loss())
+    done.compute_loss_xy("G", *ones(rank + 1))
+    done.close()
     dist.destroy_process_group()  # the usual end of a script, before the last flush
     error = error_of(lm.close)
     kept = lm.get_registered_losses(strip=False)["G"].history.count
-    (Path(root) / f"{rank}.json").write_text(json.dumps({"error": error, "kept": kept}))
+    again = error_of(done.close)  # what the exit hook does: nothing buffered, nothing to say
+    (Path(root) / f"{rank}.json").write_text(
+        json.dumps({"error": error, "kept": kept, "again": again})
+    )
 
 
 def test_flush_after_the_process_group_is_gone_refuses_instead_of_writing_one_rank(
@@ -487,4 +494,6 @@ def test_flush_after_the_process_group_is_gone_refuses_instead_of_writing_one_ra
         kind, message = result["error"]
         assert kind == "RuntimeError" and "before destroy_process_group()" in message
         assert result["kept"] == 1
+        assert result["again"] is None
     assert read_log(tmp_path / "exp" / LOG_FILENAME).losses["G"].values == [1.5]
+    assert read_log(tmp_path / "done" / LOG_FILENAME).losses["G"].values == [1.5]
