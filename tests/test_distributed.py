@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from nectarloss import LossManager, read_log
+from nectarloss import LossManager, UncertaintyWeighting, read_log
 from nectarloss.distributed import (
     LossPlan,
     RankMismatchError,
@@ -304,7 +304,21 @@ def scenario_summary_and_export(rank: int, exp: Path) -> dict[str, Any]:
     return {"table": table, "export": str(out), "exists": out.exists()}
 
 
+def scenario_balanced(rank: int, exp: Path) -> dict[str, Any]:
+    """A balanced loss's weights are device values: merged over ranks like the values."""
+    lm = LossManager(exp)
+    uw = UncertaintyWeighting(init=0.0)  # factor 1 / (2 e^0) = 0.5 on both ranks
+    lm.register_loss_fn("u", nn.L1Loss(), loss_weight=2.0, balancer=uw)
+    with torch.no_grad():
+        uw.log_vars[0] = math.log(0.5) * rank  # rank 1: factor 1 / (2 * 0.5) = 1
+    for step in range(3):
+        lm.compute_loss_xy("u", *ones(step + 10 * rank))
+    lm.close()
+    return {}
+
+
 SCENARIOS: dict[str, Callable[[int, Path], dict[str, Any]]] = {
+    "balanced": scenario_balanced,
     "summary_export": scenario_summary_and_export,
     "average": scenario_average,
     "rank0_query": scenario_rank0_query,
@@ -401,6 +415,17 @@ def test_losses_computed_on_different_ranks_are_all_logged(
     # after the flush every rank goes on from each loss's last logged step
     assert r0["ok"]["next_steps"] == r1["ok"]["next_steps"] == {"a": 3, "b": 2}
     assert r0["ok"]["written"].startswith("Loss log updated: 5 values of 2 losses")
+
+
+def test_balanced_weights_are_averaged_over_ranks(
+    ranks: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    r0, r1 = ranks("balanced")
+    assert "crash" not in r0 and "crash" not in r1, r0.get("crash") or r1.get("crash")
+    steps, values, weights = r0["log"]["u"]
+    assert steps == [0, 1, 2]
+    assert values == [5.0, 6.0, 7.0]  # (step + (step + 10)) / 2
+    assert weights == [1.5, 1.5, 1.5]  # (2 * 0.5 + 2 * 1.0) / 2
 
 
 def test_unmergeable_counts_raise_on_every_rank_and_keep_values(
