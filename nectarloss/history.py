@@ -193,8 +193,11 @@ class LMHistory:
 
     @property
     def latest_weight(self) -> float | None:
-        """The weight of the latest buffered value (``None`` when empty); no sync."""
-        if not self.count:
+        """The latest buffered value's weight; no sync.
+
+        ``None`` when empty, or when the weights are device values (a balanced loss).
+        """
+        if not self.count or self._device_weights is not None:
             return None
         if self._weight_of_step is not None:
             return self._weight_of_step(self.first_step + self.count - 1)
