@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -141,6 +141,17 @@ def dump_noise_schedule(schedule: NoiseSchedule) -> dict[str, Any]:
     return {"kind": "snr", "values": table.double().tolist()}
 
 
+def _refuse(
+    obj: object, what: str, known: Mapping[str, object], loc: Loc, custom: bool = False
+) -> NoReturn:
+    """Raise the :class:`Problem` for an object a spec cannot name."""
+    also = " or one with a spec_config() method" if custom else ""
+    raise Problem(
+        loc,
+        f"expected {what} ({', '.join(known)}){also}, got {type(obj).__name__}",
+    )
+
+
 def _dump_modifier(modifier: object, loc: Loc) -> dict[str, Any]:
     hook = getattr(modifier, "spec_config", None)
     if callable(hook):
@@ -150,11 +161,7 @@ def _dump_modifier(modifier: object, loc: Loc) -> dict[str, Any]:
     name = type(modifier).__name__
     spec_cls = MODIFIER_SPECS.get(name)
     if spec_cls is None or type(modifier) is not spec_cls.modifier_class:
-        raise Problem(
-            loc,
-            f"expected a modifier from nectarloss.modifiers ({', '.join(MODIFIER_SPECS)}) or "
-            f"one with a spec_config() method, got {name}",
-        )
+        _refuse(modifier, "a modifier from nectarloss.modifiers", MODIFIER_SPECS, loc, custom=True)
     config: dict[str, Any] = {"name": name}
     for field in spec_cls.model_fields:
         if field == "name":
@@ -201,11 +208,7 @@ def _dump_balancer(balancer: Balancer, loc: Loc) -> dict[str, Any]:
     name = type(balancer).__name__
     spec_cls = BALANCER_SPECS.get(name)
     if spec_cls is None or type(balancer) is not spec_cls.balancer_class:
-        raise Problem(
-            loc,
-            f"expected a balancer from nectarloss.balancing ({', '.join(BALANCER_SPECS)}), "
-            f"got {type(balancer).__module__}.{type(balancer).__qualname__}",
-        )
+        _refuse(balancer, "a balancer from nectarloss.balancing", BALANCER_SPECS, loc)
     out: dict[str, Any] = {"name": name}
     group = balancer.group or (balancer.members[0] if len(balancer.members) > 1 else None)
     if group is not None:
