@@ -7,7 +7,7 @@ below (``_confidence``, ``_combine``, ``_running_threshold``, ``_super_loss_step
 
 The math is written for the eager path at small batches, where each tensor op costs a
 few microseconds of dispatch whatever its size: a float32 SuperLoss forward with a
-running threshold is 35 aten ops, the Lambert W included (see
+running threshold is 34 aten ops, the Lambert W included (see
 :func:`~nectarloss.functional.lambertw`), and nothing reads back to the host.
 """
 
@@ -19,7 +19,7 @@ import struct
 import torch
 from torch import Tensor
 
-from nectarloss.functional.lambertw import _neg_lambertw, _scalar_operands
+from nectarloss.functional.lambertw import _neg_lambertw, _tensor_operands
 from nectarloss.validation import check_float
 
 __all__ = ["super_loss", "super_loss_confidence"]
@@ -59,18 +59,21 @@ def _confidence(
     # beta >= -2/e as loss - tau >= -2 lambda / e, with a margin of a few ulps so that the
     # capped values land at or below the branch point (W = -1, sigma* = e) after rounding.
     cap = 2.0 * regularization / math.e * (1.0 + 8.0 * info.eps)
-    shifted = (detached - tau).clamp_min_(-cap)
     # p2 = 2 (e z + 1) = (e / lambda) (loss - tau + 2 lambda / e), the branch-point variable
     # squared. Near the cap the sum cancels: 2 lambda / e is added as hi + lo (hi exact in
-    # the dtype, so the first sum is exact there) before scaling, which keeps p2 precise.
-    # At least the smallest normal number (see _neg_lambertw); at most the largest float,
-    # reached only by a loss - tau above ~1e37 lambda (float32), whose W it then understates.
+    # the dtype, so the first sum is exact there), lo after scaling (one addcmul), which
+    # keeps p2 precise. At least the smallest normal number (see _neg_lambertw); at most
+    # the largest float, reached only by a loss - tau above ~1e37 lambda (float32), whose
+    # W it then understates. Constants are 0-d tensors (see _tensor_operands).
+    scale = math.e / regularization
     offset_hi, offset_lo = _split(2.0 * regularization / math.e, dtype)
-    hi, lo, scale = _scalar_operands(shifted, (offset_hi, offset_lo, math.e / regularization))
+    neg_cap, hi, scaled_lo, factor, tiny, top = _tensor_operands(
+        detached, (-cap, offset_hi, offset_lo * scale, scale, info.tiny, info.max)
+    )
+    shifted = (detached - tau).clamp_min_(neg_cap)
     p2 = torch.add(shifted, hi)
-    if offset_lo:
-        p2 = p2.add_(lo)
-    p2 = p2.mul_(scale).clamp_(info.tiny, info.max)
+    p2 = torch.addcmul(scaled_lo, p2, factor) if offset_lo else p2.mul_(factor)
+    p2 = p2.clamp_(tiny, top)
     sigma = _neg_lambertw(p2.sqrt(), p2, 0.5).exp_()
     return sigma, shifted.mul_(sigma)
 
@@ -130,7 +133,8 @@ def _running_threshold(
     if momentum is None:
         moved = torch.addcdiv(current, batch_mean - current, count + 1)
     else:
-        moved = torch.where(is_initialized, torch.lerp(current, batch_mean, momentum), batch_mean)
+        (weight,) = _tensor_operands(batch_mean, (momentum,))
+        moved = torch.where(is_initialized, torch.lerp(current, batch_mean, weight), batch_mean)
     if current is tau:
         new_tau = torch.where(is_valid, moved, tau, out=tau)
     else:
@@ -139,6 +143,17 @@ def _running_threshold(
     is_initialized.logical_or_(is_valid)
     count.add_(is_valid)
     return new_tau
+
+
+def _batch_mean(values: Tensor) -> Tensor:
+    """``values.mean()`` as a sum times a cached ``1 / n`` (NaN for an empty batch).
+
+    On CPU ``mean`` divides by a wrapped Python number, which at small batches costs
+    more than the sum; the product may differ from it in the last bit.
+    """
+    num = values.numel()
+    (inverse,) = _tensor_operands(values, (1.0 / num if num else math.inf,))
+    return torch.sum(values).mul_(inverse)
 
 
 def _super_loss_step(
@@ -158,7 +173,8 @@ def _super_loss_step(
     """
     detached = values.detach()
     if is_running:
-        threshold = _running_threshold(detached.mean(), tau, is_initialized, count, momentum)
+        batch_mean = _batch_mean(detached)
+        threshold = _running_threshold(batch_mean, tau, is_initialized, count, momentum)
     else:
         threshold = tau.to(values.dtype)
     sigma, scaled_w = _confidence(detached, threshold, regularization)

@@ -78,7 +78,7 @@ class SuperLoss(Modifier):
         use_compile: Run the forward (threshold update included) through
             ``torch.compile`` as one fused kernel (faster on small batches once compiled;
             the first call compiles, which takes seconds). Not combined with
-            ``sync_ranks``. Without it the eager forward is 35 aten ops (float32, running
+            ``sync_ranks``. Without it the eager forward is 34 aten ops (float32, running
             threshold); the module also traces whole under ``torch.compile(...,
             fullgraph=True)`` of a caller, compiling once per input shape and mode.
 

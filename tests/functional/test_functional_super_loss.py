@@ -10,6 +10,7 @@ import torch
 from scipy.special import lambertw as scipy_lambertw
 
 from nectarloss.functional import super_loss, super_loss_confidence
+from nectarloss.functional.super_loss import _batch_mean
 from nectarloss.modifiers import SuperLoss
 
 OMEGA = 0.5671432904097838  # W0(1), OEIS A030178; exp(-OMEGA) == OMEGA
@@ -206,3 +207,32 @@ def test_float32_just_above_the_cap_keeps_relative_precision(lam: float) -> None
     _, ref_sigma = _reference(loss.double().numpy(), tau=2.0, lam=lam)
     sigma = super_loss_confidence(loss, tau=2.0, regularization=lam).double().numpy()
     np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [1, 3, 256, 1000])
+def test_batch_mean_is_the_mean_up_to_the_last_bit(dtype: torch.dtype, size: int) -> None:
+    """The running threshold's batch mean is a sum times a cached 1 / n (cheaper on CPU)."""
+    values = torch.rand(size, dtype=dtype) * 5.0
+    torch.testing.assert_close(
+        _batch_mean(values), values.mean(), rtol=2 * torch.finfo(dtype).eps, atol=0.0
+    )
+
+
+def test_batch_mean_of_an_empty_batch_is_nan() -> None:
+    """As ``mean``: NaN, so the running threshold skips the batch."""
+    assert bool(torch.isnan(_batch_mean(torch.empty(0))))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_traced_forward_gives_the_eager_bits(dtype: torch.dtype) -> None:
+    """Traced by dynamo (backend "eager": the same ops), the SuperLoss gives eager's bits.
+
+    Guards against forms dynamo rewrites (``torch.addcdiv(..., value=)`` becomes an add of
+    a div) and against constants that differ between the cached and the traced path.
+    """
+    torch._dynamo.reset()
+    traced = torch.compile(super_loss, backend="eager", fullgraph=True)
+    gen = torch.Generator().manual_seed(5)
+    loss = torch.rand(4096, generator=gen, dtype=dtype) * 6.0
+    assert torch.equal(traced(loss, 2.0, 0.7), super_loss(loss, 2.0, 0.7))
