@@ -22,7 +22,7 @@ from torch import Tensor
 from nectarloss.functional.lambertw import _neg_lambertw, _tensor_operands
 from nectarloss.validation import check_float
 
-__all__ = ["super_loss", "super_loss_confidence"]
+__all__ = ["rank_by_confidence", "super_loss", "super_loss_confidence"]
 
 _FLOAT_TYPES = (torch.float32, torch.float64)
 
@@ -188,6 +188,12 @@ def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: flo
     about 1 for a loss at the threshold, above 1 for easy samples (loss < tau), below 1
     for hard ones. Low confidences point at difficult or mislabeled samples.
 
+    Ties: every sample with ``loss <= tau - 2 lambda / e`` is capped and gets exactly
+    ``sigma* = e`` (the dtype's ``e``: 2.7182817 in float32). With a threshold well above
+    most losses (a large constant ``tau``, or a small ``lambda``) many confidences are
+    therefore equal, and sorting by confidence alone leaves those samples unordered; use
+    :func:`rank_by_confidence`, which breaks ties by the raw loss.
+
     Args:
         loss: Per-sample loss, any shape (``[B]`` in nectarloss).
         tau: The threshold: a float (e.g. ``log(num_classes)`` for cross-entropy) or a
@@ -255,3 +261,42 @@ def super_loss(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -
         tau = tau.detach()
     out, _ = _super_loss_parts(_as_compute_dtype(loss), tau, lam)
     return out
+
+
+def rank_by_confidence(confidence: Tensor, loss: Tensor) -> Tensor:
+    """Sample indices from least to most confident, ties broken by the raw loss.
+
+    Sorts by ``confidence`` ascending and, among equal confidences, by ``loss``
+    descending (a higher loss counts as less confident, as ``sigma*`` decreases with the
+    loss). The tie-breaker matters for SuperLoss: every capped sample has
+    ``sigma* = e`` exactly (see :func:`super_loss_confidence`). A NaN confidence (from a
+    NaN loss) ranks first, so broken samples lead the list. Two stable sorts on the
+    device, no host synchronisation.
+
+    Args:
+        confidence: Per-sample confidences ``sigma*``, shape ``[N]`` (e.g. collected from
+            :attr:`~nectarloss.modifiers.SuperLoss.last_confidence` over an epoch).
+        loss: The raw per-sample losses they came from, shape ``[N]``.
+
+    Returns:
+        ``int64`` indices, shape ``[N]``: ``indices[0]`` is the least confident sample.
+
+    Raises:
+        ValueError: If the shapes are not one and the same ``[N]``.
+
+    Example:
+        >>> loss = torch.tensor([0.5, 9.0, 0.1, 3.0])
+        >>> confidence = super_loss_confidence(loss, tau=4.0)  # three capped: all e
+        >>> confidence
+        tensor([2.7183, 0.3834, 2.7183, 2.7183])
+        >>> rank_by_confidence(confidence, loss)
+        tensor([1, 3, 0, 2])
+    """
+    if confidence.ndim != 1 or confidence.shape != loss.shape:
+        raise ValueError(
+            f"rank_by_confidence: `loss` expected the confidences' shape [N] "
+            f"{tuple(confidence.shape)}, got {tuple(loss.shape)}."
+        )
+    by_loss = torch.argsort(loss, descending=True, stable=True)
+    keys = torch.nan_to_num(confidence[by_loss], nan=-math.inf)
+    return by_loss[torch.argsort(keys, stable=True)]

@@ -66,7 +66,11 @@ class SuperLoss(Modifier):
     output is still returned, computed with the previous ``tau`` (NaN or inf where the
     loss is), so the caller sees and reports it. With ``sync_ranks`` the test runs on the
     averaged mean, so all ranks skip together. The last batch's confidences are in
-    :attr:`last_confidence`.
+    :attr:`last_confidence`. Every sample with ``loss <= tau - 2 lambda / e`` has its
+    ``beta`` capped and gets exactly ``sigma* = e`` (the dtype's ``e``), so with a
+    threshold well above most losses many confidences tie; to rank samples (e.g. to find
+    mislabeled ones) use :func:`~nectarloss.functional.rank_by_confidence`, which breaks
+    ties by the raw loss.
 
     Args:
         threshold: A finite float, ``"exp"`` or ``"global"``.
