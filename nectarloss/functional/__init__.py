@@ -17,7 +17,11 @@ from nectarloss.functional.snr_weights import (
     p2,
     p2_weight,
 )
-from nectarloss.functional.super_loss import super_loss, super_loss_confidence
+from nectarloss.functional.super_loss import (
+    rank_by_confidence,
+    super_loss,
+    super_loss_confidence,
+)
 
 __all__ = [
     "DEBIASED_SNR_RANGE",
@@ -31,6 +35,7 @@ __all__ = [
     "min_snr_weight",
     "p2",
     "p2_weight",
+    "rank_by_confidence",
     "sangoi",
     "sangoi_weight",
     "super_loss",

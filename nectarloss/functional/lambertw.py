@@ -62,10 +62,32 @@ def _scalar_operands(ref: Tensor, values: tuple[float, ...]) -> tuple[Tensor | f
     (fake tensors included) and while a CUDA graph is captured (its memory is the
     graph's) the floats are returned as they are.
     """
+    if not _can_cache(ref):
+        return values
+    return _cached_operands(ref, values)
+
+
+def _tensor_operands(ref: Tensor, values: tuple[float, ...]) -> tuple[Tensor, ...]:
+    """``values`` as 0-d tensors in ``ref``'s dtype and on its device, for tensor-only slots.
+
+    Some ops take a constant only as a tensor (``torch.addcmul(beta, p, gamma)``, where a
+    float would need an extra op). In eager mode these are the cached tensors of
+    :func:`_scalar_operands`; where caching is off (see there) they are created by
+    ``torch.full`` at each call (a fill inside the compiled graph or the captured one).
+    """
+    if _can_cache(ref):
+        return _cached_operands(ref, values)
+    return tuple(torch.full((), v, dtype=ref.dtype, device=ref.device) for v in values)
+
+
+def _can_cache(ref: Tensor) -> bool:
+    """Whether constants for ``ref`` may come from the cache (plain eager tensors only)."""
     if torch.compiler.is_compiling() or type(ref) is not Tensor:
-        return values
-    if ref.is_cuda and torch.cuda.is_current_stream_capturing():
-        return values
+        return False
+    return not (ref.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
+def _cached_operands(ref: Tensor, values: tuple[float, ...]) -> tuple[Tensor, ...]:
     key = (ref.device, ref.dtype, values)
     operands = _SCALAR_OPERANDS.get(key)
     if operands is None:
@@ -95,16 +117,24 @@ def _neg_lambertw(p: Tensor, v: Tensor, c: float) -> Tensor:
     written below with ``fm = f'`` and ``g = s - fm = -f``; ``v > 0`` keeps ``f' < 0``, so
     no step divides by zero.
     """
-    beta, one = _scalar_operands(p, (_GUESS_BETA, 1.0))
+    # Constants as 0-d tensors (a Python float in a tensor slot, or in `alpha=`, costs a
+    # conversion per call); `value=` takes only numbers.
+    beta, gamma, half, one = _tensor_operands(p, (_GUESS_BETA, _GUESS_GAMMA, 0.5, 1.0))
     # Starting guess (see _GUESS_*): 1 + W = log1p(r), s = -(1 + W).
-    spread = torch.rsub(p, beta, alpha=-_GUESS_GAMMA).log_()
-    r = torch.addcmul(p, p, p.div(spread), value=_GUESS_KAPPA)
+    spread = torch.addcmul(beta, p, gamma).log_()
+    kappa_p2 = 2.0 * c * _GUESS_KAPPA  # kappa p^2 = kappa_p2 * v
+    if kappa_p2 <= 1.0:  # (kappa_p2 * v) / spread cannot overflow: one op
+        # The method, not torch.addcdiv(..., value=): dynamo rewrites that function
+        # into add(div) (other rounding), and compiled code must give eager's bits.
+        r = p.addcdiv(v, spread, value=kappa_p2)
+    else:  # lambertw's v reaches the largest float: p (p / spread), never above it
+        r = torch.addcmul(p, p, p.div(spread), value=_GUESS_KAPPA)
     s = r.log1p_().neg_()
     for _ in range(_NUM_HALLEY_STEPS[p.dtype]):
         # v is the second factor: (c e^s) v never overflows, whichever product comes first.
         fm = torch.addcmul(torch.expm1(s), torch.exp(s), v, value=-c)  # f'
         g = torch.sub(s, fm)  # -f, as f = f' - s
-        denominator = torch.add(fm, g, alpha=0.5).addcdiv_(g, fm, value=0.5)
+        denominator = torch.addcmul(fm, g, half).addcdiv_(g, fm, value=0.5)
         s = s.addcdiv(g, denominator)
     return s.add_(one)
 

@@ -7,7 +7,7 @@ below (``_confidence``, ``_combine``, ``_running_threshold``, ``_super_loss_step
 
 The math is written for the eager path at small batches, where each tensor op costs a
 few microseconds of dispatch whatever its size: a float32 SuperLoss forward with a
-running threshold is 35 aten ops, the Lambert W included (see
+running threshold is 34 aten ops, the Lambert W included (see
 :func:`~nectarloss.functional.lambertw`), and nothing reads back to the host.
 """
 
@@ -19,10 +19,10 @@ import struct
 import torch
 from torch import Tensor
 
-from nectarloss.functional.lambertw import _neg_lambertw, _scalar_operands
+from nectarloss.functional.lambertw import _neg_lambertw, _tensor_operands
 from nectarloss.validation import check_float
 
-__all__ = ["super_loss", "super_loss_confidence"]
+__all__ = ["rank_by_confidence", "super_loss", "super_loss_confidence"]
 
 _FLOAT_TYPES = (torch.float32, torch.float64)
 
@@ -59,18 +59,21 @@ def _confidence(
     # beta >= -2/e as loss - tau >= -2 lambda / e, with a margin of a few ulps so that the
     # capped values land at or below the branch point (W = -1, sigma* = e) after rounding.
     cap = 2.0 * regularization / math.e * (1.0 + 8.0 * info.eps)
-    shifted = (detached - tau).clamp_min_(-cap)
     # p2 = 2 (e z + 1) = (e / lambda) (loss - tau + 2 lambda / e), the branch-point variable
     # squared. Near the cap the sum cancels: 2 lambda / e is added as hi + lo (hi exact in
-    # the dtype, so the first sum is exact there) before scaling, which keeps p2 precise.
-    # At least the smallest normal number (see _neg_lambertw); at most the largest float,
-    # reached only by a loss - tau above ~1e37 lambda (float32), whose W it then understates.
+    # the dtype, so the first sum is exact there), lo after scaling (one addcmul), which
+    # keeps p2 precise. At least the smallest normal number (see _neg_lambertw); at most
+    # the largest float, reached only by a loss - tau above ~1e37 lambda (float32), whose
+    # W it then understates. Constants are 0-d tensors (see _tensor_operands).
+    scale = math.e / regularization
     offset_hi, offset_lo = _split(2.0 * regularization / math.e, dtype)
-    hi, lo, scale = _scalar_operands(shifted, (offset_hi, offset_lo, math.e / regularization))
+    neg_cap, hi, scaled_lo, factor, tiny, top = _tensor_operands(
+        detached, (-cap, offset_hi, offset_lo * scale, scale, info.tiny, info.max)
+    )
+    shifted = (detached - tau).clamp_min_(neg_cap)
     p2 = torch.add(shifted, hi)
-    if offset_lo:
-        p2 = p2.add_(lo)
-    p2 = p2.mul_(scale).clamp_(info.tiny, info.max)
+    p2 = torch.addcmul(scaled_lo, p2, factor) if offset_lo else p2.mul_(factor)
+    p2 = p2.clamp_(tiny, top)
     sigma = _neg_lambertw(p2.sqrt(), p2, 0.5).exp_()
     return sigma, shifted.mul_(sigma)
 
@@ -130,7 +133,8 @@ def _running_threshold(
     if momentum is None:
         moved = torch.addcdiv(current, batch_mean - current, count + 1)
     else:
-        moved = torch.where(is_initialized, torch.lerp(current, batch_mean, momentum), batch_mean)
+        (weight,) = _tensor_operands(batch_mean, (momentum,))
+        moved = torch.where(is_initialized, torch.lerp(current, batch_mean, weight), batch_mean)
     if current is tau:
         new_tau = torch.where(is_valid, moved, tau, out=tau)
     else:
@@ -139,6 +143,17 @@ def _running_threshold(
     is_initialized.logical_or_(is_valid)
     count.add_(is_valid)
     return new_tau
+
+
+def _batch_mean(values: Tensor) -> Tensor:
+    """``values.mean()`` as a sum times a cached ``1 / n`` (NaN for an empty batch).
+
+    On CPU ``mean`` divides by a wrapped Python number, which at small batches costs
+    more than the sum; the product may differ from it in the last bit.
+    """
+    num = values.numel()
+    (inverse,) = _tensor_operands(values, (1.0 / num if num else math.inf,))
+    return torch.sum(values).mul_(inverse)
 
 
 def _super_loss_step(
@@ -158,7 +173,8 @@ def _super_loss_step(
     """
     detached = values.detach()
     if is_running:
-        threshold = _running_threshold(detached.mean(), tau, is_initialized, count, momentum)
+        batch_mean = _batch_mean(detached)
+        threshold = _running_threshold(batch_mean, tau, is_initialized, count, momentum)
     else:
         threshold = tau.to(values.dtype)
     sigma, scaled_w = _confidence(detached, threshold, regularization)
@@ -171,6 +187,12 @@ def super_loss_confidence(loss: Tensor, tau: Tensor | float, regularization: flo
     ``sigma* = exp(-W0(0.5 * max(-2/e, beta)))`` with ``beta = (loss - tau) / lambda``:
     about 1 for a loss at the threshold, above 1 for easy samples (loss < tau), below 1
     for hard ones. Low confidences point at difficult or mislabeled samples.
+
+    Ties: every sample with ``loss <= tau - 2 lambda / e`` is capped and gets exactly
+    ``sigma* = e`` (the dtype's ``e``: 2.7182817 in float32). With a threshold well above
+    most losses (a large constant ``tau``, or a small ``lambda``) many confidences are
+    therefore equal, and sorting by confidence alone leaves those samples unordered; use
+    :func:`rank_by_confidence`, which breaks ties by the raw loss.
 
     Args:
         loss: Per-sample loss, any shape (``[B]`` in nectarloss).
@@ -239,3 +261,42 @@ def super_loss(loss: Tensor, tau: Tensor | float, regularization: float = 1.0) -
         tau = tau.detach()
     out, _ = _super_loss_parts(_as_compute_dtype(loss), tau, lam)
     return out
+
+
+def rank_by_confidence(confidence: Tensor, loss: Tensor) -> Tensor:
+    """Sample indices from least to most confident, ties broken by the raw loss.
+
+    Sorts by ``confidence`` ascending and, among equal confidences, by ``loss``
+    descending (a higher loss counts as less confident, as ``sigma*`` decreases with the
+    loss). The tie-breaker matters for SuperLoss: every capped sample has
+    ``sigma* = e`` exactly (see :func:`super_loss_confidence`). A NaN confidence (from a
+    NaN loss) ranks first, so broken samples lead the list. Two stable sorts on the
+    device, no host synchronisation.
+
+    Args:
+        confidence: Per-sample confidences ``sigma*``, shape ``[N]`` (e.g. collected from
+            :attr:`~nectarloss.modifiers.SuperLoss.last_confidence` over an epoch).
+        loss: The raw per-sample losses they came from, shape ``[N]``.
+
+    Returns:
+        ``int64`` indices, shape ``[N]``: ``indices[0]`` is the least confident sample.
+
+    Raises:
+        ValueError: If the shapes are not one and the same ``[N]``.
+
+    Example:
+        >>> loss = torch.tensor([0.5, 9.0, 0.1, 3.0])
+        >>> confidence = super_loss_confidence(loss, tau=4.0)  # three capped: all e
+        >>> confidence
+        tensor([2.7183, 0.3834, 2.7183, 2.7183])
+        >>> rank_by_confidence(confidence, loss)
+        tensor([1, 3, 0, 2])
+    """
+    if confidence.ndim != 1 or confidence.shape != loss.shape:
+        raise ValueError(
+            f"rank_by_confidence: `loss` expected the confidences' shape [N] "
+            f"{tuple(confidence.shape)}, got {tuple(loss.shape)}."
+        )
+    by_loss = torch.argsort(loss, descending=True, stable=True)
+    keys = torch.nan_to_num(confidence[by_loss], nan=-math.inf)
+    return by_loss[torch.argsort(keys, stable=True)]

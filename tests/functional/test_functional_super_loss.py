@@ -9,8 +9,10 @@ import pytest
 import torch
 from scipy.special import lambertw as scipy_lambertw
 
-from nectarloss.functional import super_loss, super_loss_confidence
+from nectarloss.functional import rank_by_confidence, super_loss, super_loss_confidence
+from nectarloss.functional.super_loss import _batch_mean
 from nectarloss.modifiers import SuperLoss
+from nectarloss.testing import SyncCounter
 
 OMEGA = 0.5671432904097838  # W0(1), OEIS A030178; exp(-OMEGA) == OMEGA
 # loss - tau = 2, lambda = 1: beta = 2, sigma* = exp(-W0(1)) = OMEGA,
@@ -206,3 +208,76 @@ def test_float32_just_above_the_cap_keeps_relative_precision(lam: float) -> None
     _, ref_sigma = _reference(loss.double().numpy(), tau=2.0, lam=lam)
     sigma = super_loss_confidence(loss, tau=2.0, regularization=lam).double().numpy()
     np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [1, 3, 256, 1000])
+def test_batch_mean_is_the_mean_up_to_the_last_bit(dtype: torch.dtype, size: int) -> None:
+    """The running threshold's batch mean is a sum times a cached 1 / n (cheaper on CPU)."""
+    values = torch.rand(size, dtype=dtype) * 5.0
+    torch.testing.assert_close(
+        _batch_mean(values), values.mean(), rtol=2 * torch.finfo(dtype).eps, atol=0.0
+    )
+
+
+def test_batch_mean_of_an_empty_batch_is_nan() -> None:
+    """As ``mean``: NaN, so the running threshold skips the batch."""
+    assert bool(torch.isnan(_batch_mean(torch.empty(0))))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_traced_forward_gives_the_eager_bits(dtype: torch.dtype) -> None:
+    """Traced by dynamo (backend "eager": the same ops), the SuperLoss gives eager's bits.
+
+    Guards against forms dynamo rewrites (``torch.addcdiv(..., value=)`` becomes an add of
+    a div) and against constants that differ between the cached and the traced path.
+    """
+    torch._dynamo.reset()
+    traced = torch.compile(super_loss, backend="eager", fullgraph=True)
+    gen = torch.Generator().manual_seed(5)
+    loss = torch.rand(4096, generator=gen, dtype=dtype) * 6.0
+    assert torch.equal(traced(loss, 2.0, 0.7), super_loss(loss, 2.0, 0.7))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_capped_confidences_tie_at_exactly_e(dtype: torch.dtype) -> None:
+    """The docstring's claim: loss <= tau - 2 lambda / e gives sigma* == e in the dtype."""
+    lam, tau = 0.5, 10.0
+    cap = tau - 2.0 * lam / math.e
+    loss = torch.tensor([0.0, 1.0, 5.0, cap - 1e-3, cap + 1e-2, tau], dtype=dtype)
+    sigma = super_loss_confidence(loss, tau, lam)
+    e = torch.tensor(math.e, dtype=dtype)
+    assert torch.equal(sigma[:4], e.expand(4))  # four different losses, one confidence
+    assert bool((sigma[4:] < e).all())
+
+
+def test_rank_by_confidence_breaks_ties_by_the_raw_loss() -> None:
+    loss = torch.tensor([0.5, 9.0, 0.1, 3.0, 4.5, math.nan])
+    confidence = super_loss_confidence(loss, tau=4.0)  # 0.5, 0.1 and 3.0 are capped
+    order = rank_by_confidence(confidence, loss)
+    # NaN first, then by confidence ascending; the three tied at e by loss descending.
+    assert order.tolist() == [5, 1, 4, 3, 0, 2]
+    assert torch.equal(order[1:4], torch.argsort(loss[:5], descending=True)[:3])
+
+
+def test_rank_by_confidence_orders_a_batch_as_the_loss_does() -> None:
+    """Within one batch (one tau) sigma* decreases with the loss: both rankings agree."""
+    gen = torch.Generator().manual_seed(1)
+    loss = torch.rand(500, generator=gen, dtype=torch.float64) * 8.0
+    confidence = super_loss_confidence(loss, tau=6.0, regularization=0.3)
+    assert int((confidence == math.e).sum()) > 100  # many ties
+    order = rank_by_confidence(confidence, loss)
+    assert torch.equal(order, torch.argsort(loss, descending=True, stable=True))
+
+
+def test_rank_by_confidence_does_not_sync() -> None:
+    loss = torch.rand(64)
+    confidence = super_loss_confidence(loss, tau=0.9)
+    with SyncCounter() as counter:
+        rank_by_confidence(confidence, loss)
+    assert counter.total == 0
+
+
+def test_rank_by_confidence_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"rank_by_confidence: `loss` expected .* got \(3,\)"):
+        rank_by_confidence(torch.ones(4), torch.ones(3))

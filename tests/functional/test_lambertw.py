@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.special import lambertw as scipy_lambertw
 
 from nectarloss.functional import lambertw
+from nectarloss.functional.lambertw import _neg_lambertw
 from nectarloss.testing import SyncCounter
 
 BRANCH_POINT = -math.exp(-1.0)  # W0(-1/e) = -1
@@ -269,9 +270,24 @@ def test_gradcheck_near_branch_point_and_for_huge_x(x: float, step: float) -> No
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cached_scalar_operands_give_the_same_bits_as_floats(dtype: torch.dtype) -> None:
-    """Eager mode uses cached 0-d tensors for constants; compiled code the floats."""
+    """Eager mode uses cached 0-d tensors for constants; compiled code the floats, or 0-d
+    tensors created in the graph where an op takes a constant only as a tensor."""
     torch._dynamo.reset()
     x = torch.tensor(_grid(dtype), dtype=dtype)
     x = x[torch.isfinite(x)]
     traced = torch.compile(lambertw, backend="eager", fullgraph=True)  # runs the float path
     assert torch.equal(lambertw(x), traced(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_starting_guess_forms_agree(dtype: torch.dtype) -> None:
+    """``_neg_lambertw`` forms ``kappa p^2 / spread`` in one op when ``c <= 1 / (2 kappa)``
+    (SuperLoss passes ``c = 1/2``) and as ``p (p / spread)`` otherwise (``lambertw``'s
+    ``c = e``, whose ``v`` reaches the largest float); both give the same ``W``."""
+    x = torch.tensor(np.linspace(-0.36, 50.0, 4001), dtype=dtype)
+    shift = x + math.exp(-1.0)  # c v = e x + 1 with c = e, v = x + 1/e
+    p = (2.0 * math.e * shift).sqrt()
+    general = _neg_lambertw(p, shift, math.e)
+    fused = _neg_lambertw(p, 2.0 * math.e * shift, 0.5)  # c = 1/2, v = 2 (e x + 1)
+    tol = REL_TOL_FLOAT32 if dtype == torch.float32 else REL_TOL_FLOAT64
+    torch.testing.assert_close(fused, general, rtol=tol, atol=tol)
