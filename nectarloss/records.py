@@ -455,9 +455,15 @@ class LMLoss:
             add_note(exc, f"nectarloss: raised by loss {self.name!r} on {_describe(inputs)}")
             raise
         if not isinstance(out, Tensor):
+            hint = (
+                " (torch's AdaptiveLogSoftmaxWithLoss returns (output, loss): register "
+                "nectarloss.losses.AdaptiveLogSoftmaxLoss, which returns the loss)"
+                if isinstance(self.function, torch.nn.AdaptiveLogSoftmaxWithLoss)
+                else ""
+            )
             raise TypeError(
                 f"{self.name}: the loss function expected to return a Tensor, "
-                f"got {type(out).__name__}."
+                f"got {type(out).__name__}{hint}."
             )
         return out
 

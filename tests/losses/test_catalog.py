@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from nectarloss import LossManager
 from nectarloss.losses import (
     AdaptiveLogSoftmaxLoss,
     LossEntry,
@@ -602,3 +603,10 @@ def test_new_entries_by_name_in_a_spec_file(tmp_path: Path) -> None:
         asm.adaptive.head.weight.zero_()
     lm.load_state_dict(saved)
     assert torch.equal(asm.adaptive.head.weight, trained)
+
+
+def test_torch_adaptive_log_softmax_registered_directly_points_to_the_wrapper() -> None:
+    lm = LossManager(enable_logging=False)
+    lm.register_loss_fn("asm", nn.AdaptiveLogSoftmaxWithLoss(16, 10, cutoffs=[4]))
+    with pytest.raises(TypeError, match="register nectarloss.losses.AdaptiveLogSoftmaxLoss"):
+        lm.compute_loss_xy("asm", torch.randn(3, 16), torch.tensor([0, 5, 9]))
