@@ -19,6 +19,8 @@ __all__ = [
     "NonFiniteLossWarning",
     "Problem",
     "RankMismatchError",
+    "SinkDependencyError",
+    "SinkWarning",
     "SpecError",
     "UnknownLossError",
 ]
@@ -48,6 +50,22 @@ class NonFiniteLossError(ValueError):
 
 class NonFiniteLossWarning(UserWarning):
     """A loss produced NaN or Inf (``nonfinite="warn"``, reported at flush time)."""
+
+
+class SinkWarning(UserWarning):
+    """A sink raised while taking a flush's values; it is disabled (the log has them).
+
+    Attributes:
+        sink: The sink's name.
+    """
+
+    def __init__(self, message: str, sink: str = "") -> None:
+        super().__init__(message)
+        self.sink = sink
+
+
+class SinkDependencyError(ImportError):
+    """A sink's optional package is missing; the message is the one-line install hint."""
 
 
 class UnknownLossError(KeyError, ValueError):
