@@ -84,9 +84,25 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nectarloss.log import export_nectargan
+    from nectarloss.log import export_nectargan, read_log
 
-    print(export_nectargan(args.log, args.output, weighted=not args.raw))
+    log = read_log(args.log)
+    if args.tensorboard is not None or args.csv is not None:
+        from nectarloss.sinks import CSVSink, Sink, TensorBoardSink, replay_log
+
+        sinks: list[Sink] = []
+        if args.tensorboard is not None:
+            sinks.append(TensorBoardSink(args.tensorboard))
+        if args.csv is not None:
+            sinks.append(CSVSink(args.csv))
+        count = replay_log(log, sinks)
+        for target in (args.tensorboard, args.csv):
+            if target is not None:
+                print(f"{target}: {count} values")
+        if args.tensorboard is not None:
+            print(f"view it with: tensorboard --logdir {args.tensorboard}")
+    if args.output is not None or (args.tensorboard is None and args.csv is None):
+        print(export_nectargan(log, args.output or Path("loss_log.json"), weighted=not args.raw))
     return 0
 
 
@@ -159,12 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export",
-        help="write NectarGAN's loss_log.json",
-        description="Export a log in NectarGAN's loss_log.json layout.",
+        help="write NectarGAN's loss_log.json, TensorBoard event files or a CSV",
+        description="Export a log in NectarGAN's loss_log.json layout (the default, -o), as "
+        "TensorBoard event files (--tensorboard DIR, needs nectarloss[tensorboard]) or as "
+        "one long-format CSV (--csv FILE: step,loss,raw,weight,weighted).",
     )
     export.add_argument("log", type=Path, metavar="LOG")
-    export.add_argument("-o", "--output", type=Path, default=Path("loss_log.json"))
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="loss_log.json (the default export)"
+    )
     export.add_argument("--raw", action="store_true", help="raw instead of weighted values")
+    export.add_argument("--tensorboard", type=Path, metavar="DIR", help="event files here")
+    export.add_argument("--csv", type=Path, metavar="FILE", help="a long-format CSV")
     export.set_defaults(func=_cmd_export)
     return parser
 

@@ -147,6 +147,11 @@ class LossManager(LossQueries):
         self.experiment_dir: Path | None = None
         self._log: RunLog | None = None
         sinks = self._checked_sinks(sinks)
+        if sinks and not self.enable_logging:
+            raise ValueError(
+                "LossManager: `sinks` expected enable_logging=True (sinks are fed by the "
+                f"log's flushes), got {len(sinks)} sink(s) with enable_logging=False."
+            )
         if self.enable_logging:
             if experiment_dir is None:
                 raise ValueError(
@@ -172,11 +177,6 @@ class LossManager(LossQueries):
                     "LossManager: `sinks` expected nectarloss.sinks.Sink instances, got "
                     f"{type(sink).__name__}."
                 )
-        if sinks and not self.enable_logging:
-            raise ValueError(
-                "LossManager: `sinks` expected enable_logging=True (sinks are fed by the "
-                f"log's flushes), got {len(sinks)} sink(s) with enable_logging=False."
-            )
         if len({id(s) for s in sinks}) != len(sinks):
             raise ValueError("LossManager: `sinks` expected distinct sinks, got one twice.")
         return list(sinks)

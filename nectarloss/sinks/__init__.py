@@ -5,7 +5,8 @@ log holds them: ``LossManager(..., sinks=[TensorBoardSink("runs/tb")])`` or
 ``lm.add_sink(...)``. Shipped: :class:`TensorBoardSink` (``nectarloss[tensorboard]``),
 :class:`CSVSink`, :class:`WandbSink` (``nectarloss[wandb]``) and :class:`MLflowSink`
 (``nectarloss[mlflow]``); a missing package raises
-:class:`~nectarloss.errors.SinkDependencyError` with the install command. Nothing here
+:class:`~nectarloss.errors.SinkDependencyError` with the install command.
+:func:`replay_log` feeds a finished log to sinks (``nectarloss export --tensorboard``). Nothing here
 imports the manager, and the optional packages are imported when a sink is built.
 """
 
@@ -13,6 +14,7 @@ from nectarloss.errors import SinkDependencyError, SinkWarning
 from nectarloss.sinks.base import FlushedChunk, Sink, by_step, import_optional, scalar_names
 from nectarloss.sinks.csv import CSV_COLUMNS, CSVSink
 from nectarloss.sinks.mlflow import MLflowSink
+from nectarloss.sinks.replay import replay_log
 from nectarloss.sinks.tensorboard import TensorBoardSink
 from nectarloss.sinks.wandb import WANDB_STEP_METRIC, WandbSink
 
@@ -29,5 +31,6 @@ __all__ = [
     "WandbSink",
     "by_step",
     "import_optional",
+    "replay_log",
     "scalar_names",
 ]
