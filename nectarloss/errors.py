@@ -15,11 +15,11 @@ __all__ = [
     "LogFormatError",
     "LogInUseError",
     "LogWriteError",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
     "Problem",
     "RankMismatchError",
-    "SinkDependencyError",
     "SinkWarning",
     "SpecError",
     "UnknownLossError",
@@ -64,8 +64,11 @@ class SinkWarning(UserWarning):
         self.sink = sink
 
 
-class SinkDependencyError(ImportError):
-    """A sink's optional package is missing; the message is the one-line install hint."""
+class MissingDependencyError(ImportError):
+    """An optional package (a sink's, an integration's) is missing.
+
+    The message is the one-line install hint (``pip install 'nectarloss[tensorboard]'``).
+    """
 
 
 class UnknownLossError(KeyError, ValueError):

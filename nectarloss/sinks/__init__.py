@@ -5,12 +5,12 @@ log holds them: ``LossManager(..., sinks=[TensorBoardSink("runs/tb")])`` or
 ``lm.add_sink(...)``. Shipped: :class:`TensorBoardSink` (``nectarloss[tensorboard]``),
 :class:`CSVSink`, :class:`WandbSink` (``nectarloss[wandb]``) and :class:`MLflowSink`
 (``nectarloss[mlflow]``); a missing package raises
-:class:`~nectarloss.errors.SinkDependencyError` with the install command.
+:class:`~nectarloss.errors.MissingDependencyError` with the install command.
 :func:`replay_log` feeds a finished log to sinks (``nectarloss export --tensorboard``). Nothing here
 imports the manager, and the optional packages are imported when a sink is built.
 """
 
-from nectarloss.errors import SinkDependencyError, SinkWarning
+from nectarloss.errors import MissingDependencyError, SinkWarning
 from nectarloss.sinks.base import FlushedChunk, Sink, by_step, import_optional, scalar_names
 from nectarloss.sinks.csv import CSV_COLUMNS, CSVSink
 from nectarloss.sinks.mlflow import MLflowSink
@@ -25,7 +25,7 @@ __all__ = [
     "FlushedChunk",
     "MLflowSink",
     "Sink",
-    "SinkDependencyError",
+    "MissingDependencyError",
     "SinkWarning",
     "TensorBoardSink",
     "WandbSink",

@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from nectarloss.errors import SinkDependencyError
+from nectarloss.errors import MissingDependencyError
 
 __all__ = [
     "FlushedChunk",
     "Sink",
-    "SinkDependencyError",
+    "MissingDependencyError",
     "by_step",
     "import_optional",
     "scalar_names",
@@ -145,7 +145,7 @@ def import_optional(module: str, owner: str, extra: str, package: str | None = N
         package: The package named in the message (default: ``module``'s top level).
 
     Raises:
-        SinkDependencyError: ``module`` cannot be imported.
+        MissingDependencyError: ``module`` cannot be imported.
 
     Example:
         >>> try:
@@ -157,7 +157,7 @@ def import_optional(module: str, owner: str, extra: str, package: str | None = N
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise SinkDependencyError(
+        raise MissingDependencyError(
             f"{owner} needs the {package or module.split('.')[0]} package: "
             f"pip install 'nectarloss[{extra}]'"
         ) from exc

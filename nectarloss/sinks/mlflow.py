@@ -29,7 +29,7 @@ class MLflowSink(Sink):
             uses MLflow's current one.
 
     Raises:
-        SinkDependencyError: mlflow (or mlflow-skinny) is not installed.
+        MissingDependencyError: mlflow (or mlflow-skinny) is not installed.
         TypeError: ``run_id`` or ``tracking_uri`` is not a str.
     """
 

@@ -34,7 +34,7 @@ class TensorBoardSink(Sink):
             flush of the manager.
 
     Raises:
-        SinkDependencyError: tensorboard is not installed.
+        MissingDependencyError: tensorboard is not installed.
         TypeError: ``log_dir`` is not a path.
 
     Example:

@@ -28,7 +28,7 @@ class WandbSink(Sink):
             active at the first flush (``wandb.run``).
 
     Raises:
-        SinkDependencyError: wandb is not installed.
+        MissingDependencyError: wandb is not installed.
 
     The first flush raises ``RuntimeError`` (and the sink is disabled) when ``run`` is
     ``None`` and no run is active.
