@@ -1,13 +1,15 @@
 """nectarloss: a loss manager for PyTorch.
 
 Register named, weighted, scheduled loss terms, run them without host syncs, query
-them by name or tag, and log every value to a JSON Lines file.
+them by name or tag, and log every value to a JSON Lines file (and, through sinks,
+to TensorBoard, a CSV file, W&B or MLflow).
 """
 
 from nectarloss.errors import (
     ExistingLogError,
     LogInUseError,
     LogWriteError,
+    MissingDependencyError,
     NonFiniteLossError,
     NonFiniteLossWarning,
     RankMismatchError,
@@ -29,14 +31,25 @@ from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import flush_on_sigterm
+from nectarloss.sinks import (
+    CSVSink,
+    FlushedChunk,
+    MLflowSink,
+    Sink,
+    SinkWarning,
+    TensorBoardSink,
+    WandbSink,
+)
 from nectarloss.specs import SpecError, dump_spec, load_spec
 from nectarloss.testing import SyncCounter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVSink",
     "DebiasedEstimation",
     "ExistingLogError",
+    "FlushedChunk",
     "LMHistory",
     "LMLoss",
     "LogInUseError",
@@ -45,7 +58,9 @@ __all__ = [
     "LossLog",
     "LossManager",
     "LossSeries",
+    "MLflowSink",
     "MinSNR",
+    "MissingDependencyError",
     "Modifier",
     "NoiseSchedule",
     "NonFiniteLossError",
@@ -54,10 +69,14 @@ __all__ = [
     "RankMismatchError",
     "Sangoi",
     "Schedule",
+    "Sink",
+    "SinkWarning",
     "SpecError",
     "SuperLoss",
     "SyncCounter",
+    "TensorBoardSink",
     "UnknownLossError",
+    "WandbSink",
     "__version__",
     "dump_spec",
     "export_nectargan",

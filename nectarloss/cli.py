@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,7 +36,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    run_demo(config.model_copy(update=overrides) if overrides else config)
+    run_demo(
+        config.model_copy(update=overrides) if overrides else config,
+        tensorboard=True if args.tensorboard == "" else (args.tensorboard or False),
+    )
     return 0
 
 
@@ -100,7 +104,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             if target is not None:
                 print(f"{target}: {count} values")
         if args.tensorboard is not None:
-            print(f"view it with: tensorboard --logdir {args.tensorboard}")
+            print(f"view it with: tensorboard --logdir {shlex.quote(str(args.tensorboard))}")
     if args.output is not None or (args.tensorboard is None and args.csv is None):
         print(export_nectargan(log, args.output or Path("loss_log.json"), weighted=not args.raw))
     return 0
@@ -134,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive_int, default=None, help="override the epochs")
     demo.add_argument("--steps", type=_positive_int, default=None, help="steps per epoch")
     demo.add_argument("--device", default=None, help="cpu, cuda or auto")
+    demo.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="also write TensorBoard event files (default DIR: <out>/tensorboard) and print "
+        "the tensorboard --logdir command; needs nectarloss[tensorboard]",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     validate = sub.add_parser(
