@@ -13,19 +13,18 @@ from nectarloss import LossManager
 from nectarloss.integrations.lightning import LossManagerCallback
 from nectarloss.sinks import CSVSink
 
-out = Path(sys.argv[1])
-
 
 class Model(pl.LightningModule):
-    def __init__(self) -> None:
+    def __init__(self, out: Path) -> None:
         super().__init__()
+        self.out = out
         torch.manual_seed(0)
         self.net = nn.Linear(4, 1)
         self.lm: LossManager | None = None
 
     def setup(self, stage: str) -> None:
         if self.lm is None:  # after init_process_group: rank 0 alone takes the log
-            self.lm = LossManager(out / "run", sinks=[CSVSink(out / "sink.csv")])
+            self.lm = LossManager(self.out / "run", sinks=[CSVSink(self.out / "sink.csv")])
             self.lm.register_loss_fn("mse", nn.MSELoss())
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
@@ -42,17 +41,22 @@ class Model(pl.LightningModule):
         return torch.utils.data.DataLoader(data, batch_size=4)
 
 
-trainer = pl.Trainer(
-    max_epochs=2,
-    accelerator="cpu",
-    devices=2,
-    strategy="ddp",
-    logger=CSVLogger(out / "csv"),
-    callbacks=[LossManagerCallback(lambda module: module.lm)],
-    enable_progress_bar=False,
-    enable_model_summary=False,
-    log_every_n_steps=1,
-    enable_checkpointing=False,
-)
-trainer.fit(Model())
-print(f"rank {trainer.global_rank} done", flush=True)
+def main(out: Path) -> None:
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        logger=CSVLogger(out / "csv"),
+        callbacks=[LossManagerCallback(lambda module: module.lm)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+    )
+    trainer.fit(Model(out))
+    print(f"rank {trainer.global_rank} done", flush=True)
+
+
+if __name__ == "__main__":  # pytest --doctest-modules imports this file: run nothing then
+    main(Path(sys.argv[1]))
