@@ -1,7 +1,8 @@
 """nectarloss: a loss manager for PyTorch.
 
 Register named, weighted, scheduled loss terms, run them without host syncs, query
-them by name or tag, and log every value to a JSON Lines file.
+them by name or tag, and log every value to a JSON Lines file (and, through sinks,
+to TensorBoard, a CSV file, W&B or MLflow).
 """
 
 from nectarloss.balancing import DWA, AdaptiveWeight, Balancer, GradNorm, UncertaintyWeighting
@@ -9,6 +10,7 @@ from nectarloss.errors import (
     ExistingLogError,
     LogInUseError,
     LogWriteError,
+    MissingDependencyError,
     NonFiniteLossError,
     NonFiniteLossWarning,
     RankMismatchError,
@@ -30,17 +32,28 @@ from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import flush_on_sigterm
+from nectarloss.sinks import (
+    CSVSink,
+    FlushedChunk,
+    MLflowSink,
+    Sink,
+    SinkWarning,
+    TensorBoardSink,
+    WandbSink,
+)
 from nectarloss.specs import SpecError, dump_spec, load_spec
 from nectarloss.testing import SyncCounter
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DWA",
     "AdaptiveWeight",
     "Balancer",
+    "CSVSink",
+    "DWA",
     "DebiasedEstimation",
     "ExistingLogError",
+    "FlushedChunk",
     "GradNorm",
     "LMHistory",
     "LMLoss",
@@ -50,7 +63,9 @@ __all__ = [
     "LossLog",
     "LossManager",
     "LossSeries",
+    "MLflowSink",
     "MinSNR",
+    "MissingDependencyError",
     "Modifier",
     "NoiseSchedule",
     "NonFiniteLossError",
@@ -59,11 +74,15 @@ __all__ = [
     "RankMismatchError",
     "Sangoi",
     "Schedule",
+    "Sink",
+    "SinkWarning",
     "SpecError",
     "SuperLoss",
     "SyncCounter",
+    "TensorBoardSink",
     "UncertaintyWeighting",
     "UnknownLossError",
+    "WandbSink",
     "__version__",
     "dump_spec",
     "export_nectargan",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +37,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    run_demo(config.model_copy(update=overrides) if overrides else config)
+    run_demo(
+        config.model_copy(update=overrides) if overrides else config,
+        tensorboard=True if args.tensorboard == "" else (args.tensorboard or False),
+    )
     return 0
 
 
@@ -85,9 +89,25 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nectarloss.log import export_nectargan
+    from nectarloss.log import export_nectargan, read_log
 
-    print(export_nectargan(args.log, args.output, weighted=not args.raw))
+    log = read_log(args.log)
+    if args.tensorboard is not None or args.csv is not None:
+        from nectarloss.sinks import CSVSink, Sink, TensorBoardSink, replay_log
+
+        sinks: list[Sink] = []
+        if args.tensorboard is not None:
+            sinks.append(TensorBoardSink(args.tensorboard))
+        if args.csv is not None:
+            sinks.append(CSVSink(args.csv))
+        count = replay_log(log, sinks)
+        for target in (args.tensorboard, args.csv):
+            if target is not None:
+                print(f"{target}: {count} values")
+        if args.tensorboard is not None:
+            print(f"view it with: tensorboard --logdir {shlex.quote(str(args.tensorboard))}")
+    if args.output is not None or (args.tensorboard is None and args.csv is None):
+        print(export_nectargan(log, args.output or Path("loss_log.json"), weighted=not args.raw))
     return 0
 
 
@@ -140,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the objective: a shipped spec name (pix2pix_adaptive: VQGAN's adaptive weight "
         "on G_GAN) or a JSON spec path",
     )
+    demo.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="also write TensorBoard event files (default DIR: <out>/tensorboard) and print "
+        "the tensorboard --logdir command; needs nectarloss[tensorboard]",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     validate = sub.add_parser(
@@ -181,12 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export",
-        help="write NectarGAN's loss_log.json",
-        description="Export a log in NectarGAN's loss_log.json layout.",
+        help="write NectarGAN's loss_log.json, TensorBoard event files or a CSV",
+        description="Export a log in NectarGAN's loss_log.json layout (the default, -o), as "
+        "TensorBoard event files (--tensorboard DIR, needs nectarloss[tensorboard]) or as "
+        "one long-format CSV (--csv FILE: step,loss,raw,weight,weighted).",
     )
     export.add_argument("log", type=Path, metavar="LOG")
-    export.add_argument("-o", "--output", type=Path, default=Path("loss_log.json"))
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="loss_log.json (the default export)"
+    )
     export.add_argument("--raw", action="store_true", help="raw instead of weighted values")
+    export.add_argument("--tensorboard", type=Path, metavar="DIR", help="event files here")
+    export.add_argument("--csv", type=Path, metavar="FILE", help="a long-format CSV")
     export.set_defaults(func=_cmd_export)
 
     watch = sub.add_parser(

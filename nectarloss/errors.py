@@ -15,10 +15,12 @@ __all__ = [
     "LogFormatError",
     "LogInUseError",
     "LogWriteError",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "NonFiniteLossWarning",
     "Problem",
     "RankMismatchError",
+    "SinkWarning",
     "SpecError",
     "UnknownLossError",
 ]
@@ -48,6 +50,25 @@ class NonFiniteLossError(ValueError):
 
 class NonFiniteLossWarning(UserWarning):
     """A loss produced NaN or Inf (``nonfinite="warn"``, reported at flush time)."""
+
+
+class SinkWarning(UserWarning):
+    """A sink raised while taking a flush's values; it is disabled (the log has them).
+
+    Attributes:
+        sink: The sink's name.
+    """
+
+    def __init__(self, message: str, sink: str = "") -> None:
+        super().__init__(message)
+        self.sink = sink
+
+
+class MissingDependencyError(ImportError):
+    """An optional package (a sink's, an integration's) is missing.
+
+    The message is the one-line install hint (``pip install 'nectarloss[tensorboard]'``).
+    """
 
 
 class UnknownLossError(KeyError, ValueError):

@@ -41,6 +41,7 @@ from nectarloss.records import LMHistory, LMLoss
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
 from nectarloss.shutdown import track
+from nectarloss.sinks.base import Sink
 from nectarloss.validation import (
     check_choice,
     check_count,
@@ -82,6 +83,8 @@ class LossManager(LossQueries):
             log gained after it). Without ``resume`` or ``overwrite``, a non-empty log
             is refused (:class:`ExistingLogError`), so two runs never share one series.
         overwrite: Empty an existing log and start a new run in it.
+        sinks: :class:`~nectarloss.sinks.Sink` s fed every flush's values after the log
+            holds them (:meth:`add_sink` adds more). Needs ``enable_logging=True``.
 
     One run, one writer: a logging manager holds a lock on its log from construction
     until :meth:`close` (the OS drops it if the process dies); a second manager on the
@@ -124,6 +127,7 @@ class LossManager(LossQueries):
         check_timesteps: bool = False,
         resume: bool = False,
         overwrite: bool = False,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if resume and overwrite:
             raise ValueError(
@@ -145,6 +149,12 @@ class LossManager(LossQueries):
         self._epoch: int | float = 0
         self.experiment_dir: Path | None = None
         self._log: RunLog | None = None
+        sinks = self._checked_sinks(sinks)
+        if sinks and not self.enable_logging:
+            raise ValueError(
+                "LossManager: `sinks` expected enable_logging=True (sinks are fed by the "
+                f"log's flushes), got {len(sinks)} sink(s) with enable_logging=False."
+            )
         if self.enable_logging:
             if experiment_dir is None:
                 raise ValueError(
@@ -155,8 +165,49 @@ class LossManager(LossQueries):
             mode: Literal["new", "resume", "overwrite"] = (
                 "resume" if resume else ("overwrite" if overwrite else "new")
             )
-            self._log = RunLog(self.experiment_dir, self._lock, fsync, nonfinite, mode)
+            self._log = RunLog(self.experiment_dir, self._lock, fsync, nonfinite, mode, sinks)
             track(self)
+
+    def _checked_sinks(self, sinks: object) -> list[Sink]:
+        if isinstance(sinks, Sink) or not isinstance(sinks, (list, tuple)):
+            raise TypeError(
+                f"LossManager: `sinks` expected a list of nectarloss.sinks.Sink, got "
+                f"{type(sinks).__name__}."
+            )
+        for sink in sinks:
+            if not isinstance(sink, Sink):
+                raise TypeError(
+                    "LossManager: `sinks` expected nectarloss.sinks.Sink instances, got "
+                    f"{type(sink).__name__}."
+                )
+        if len({id(s) for s in sinks}) != len(sinks):
+            raise ValueError("LossManager: `sinks` expected distinct sinks, got one twice.")
+        return list(sinks)
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks fed by each flush (one that raised is no longer among them)."""
+        return () if self._log is None else tuple(self._log.sinks)
+
+    def add_sink(self, sink: Sink) -> Sink:
+        """Feed ``sink`` every later flush's values, after the log holds them.
+
+        Returns:
+            ``sink``.
+
+        Raises:
+            TypeError: ``sink`` is not a :class:`~nectarloss.sinks.Sink`.
+            ValueError: The manager keeps no log, or ``sink`` was added already.
+        """
+        checked = self._checked_sinks([sink])[0]
+        with self._lock:
+            log = self._log
+            if log is None:
+                raise ValueError("LossManager: add_sink expected enable_logging=True, got False.")
+            if any(s is checked for s in log.sinks):
+                raise ValueError(f"LossManager: `sink` {checked.name} was added already.")
+            log.sinks.append(checked)
+        return checked
 
     @property
     def nonfinite(self) -> NonFinitePolicy:
@@ -605,10 +656,12 @@ class LossManager(LossQueries):
         Called on ``with`` exit and at interpreter exit; calling it again is harmless.
         The manager stays usable: a later flush takes the lock again, and refuses if
         another writer changed the log meanwhile. If the flush fails, the lock is kept
-        with the unwritten values.
+        with the unwritten values. Sinks are closed after the flush (they reopen at the
+        next one).
         """
         self._flush(list(self._losses.values()))
         if self._log is not None:
+            self._log.close_sinks()
             self._log.release()
 
     def __enter__(self) -> LossManager:

@@ -4,12 +4,14 @@ It owns the writer (rank 0 only under DDP), which losses the log has described, 
 non-finite policy and counts, and the one operation that touches all of them: the
 flush. A flush copies the pending buffers to the host once (merged over ranks under
 DDP), hands the chunks to :meth:`LossLogWriter.append_flush`, clears what was written,
-and reports non-finite values by policy. It also checks and rewinds the log position
+feeds the same host values to the sinks (rank 0), and reports non-finite values by
+policy. It also checks and rewinds the log position
 a checkpoint recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -17,11 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank, world_size
-from nectarloss.errors import LogWriteError, NonFiniteLossError, NonFiniteLossWarning
+from nectarloss.errors import LogWriteError, NonFiniteLossError, NonFiniteLossWarning, SinkWarning
 from nectarloss.log import LOG_FILENAME, LossLogWriter, export_nectargan, read_log
 from nectarloss.log.format import chunk_line, nonfinite_indices
 from nectarloss.records import LMLoss
 from nectarloss.shutdown import flushing
+from nectarloss.sinks.base import FlushedChunk, Sink
 from nectarloss.transfer import pending_to_host
 
 __all__ = ["NonFinitePolicy", "RunLog"]
@@ -38,6 +41,7 @@ class RunLog:
         fsync: ``os.fsync`` after each append.
         nonfinite: ``"warn"``, ``"raise"`` or ``"ignore"`` non-finite values at flush.
         mode: ``"new"``, ``"resume"`` or ``"overwrite"`` an existing log.
+        sinks: Fed each written flush (rank 0 only), after the log line and the clear.
 
     Raises:
         LogWriteError: The directory cannot be created.
@@ -51,6 +55,7 @@ class RunLog:
         fsync: bool = False,
         nonfinite: NonFinitePolicy = "warn",
         mode: Literal["new", "resume", "overwrite"] = "new",
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if directory.exists() and not directory.is_dir():
             raise NotADirectoryError(
@@ -77,6 +82,7 @@ class RunLog:
         #: write one rank's values as if they were the merged ones).
         self.num_ranks = world_size()
         self._flushing = False
+        self.sinks: list[Sink] = list(sinks)
         if mode == "resume" and self.path.exists() and self.path.stat().st_size:
             self._continue(self.path)  # every rank reads it, so step numbers agree
 
@@ -161,9 +167,48 @@ class RunLog:
             for (e, chunk), bad in zip(pending, nonfinite, strict=True)
             if bad
         }
+        if self.sinks and writer is not None and is_main_rank():  # after the write and clear
+            self._feed_sinks(
+                [
+                    FlushedChunk(e.name, c.steps, tuple(c.values), tuple(c.weights), tuple(e.tags))
+                    for e, c in pending
+                ]
+            )
         if bad_steps:
             self._report_nonfinite(bad_steps)
         return count
+
+    # -- sinks ----------------------------------------------------------------------------
+    def _feed_sinks(self, chunks: list[FlushedChunk]) -> None:
+        """Hand a written flush to every sink; one that raises is reported and dropped."""
+        for sink in list(self.sinks):
+            try:
+                sink.write(chunks)
+            except Exception as exc:
+                self._drop_sink(sink, exc, "took a flush")
+
+    def _drop_sink(self, sink: Sink, exc: Exception, doing: str) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        with contextlib.suppress(Exception):
+            sink.close()
+        warnings.warn(
+            SinkWarning(
+                f"LossManager: sink {sink.name} raised {type(exc).__name__} when it {doing} "
+                f"({exc}); it is disabled. Every value is in {self.path}; `nectarloss export "
+                f"{self.path} --tensorboard DIR` (or `--csv FILE`) rebuilds what it missed.",
+                sink.name,
+            ),
+            stacklevel=2,
+        )
+
+    def close_sinks(self) -> None:
+        """Close every sink (one that raises is reported and dropped); they stay added."""
+        for sink in list(self.sinks):
+            try:
+                sink.close()
+            except Exception as exc:
+                self._drop_sink(sink, exc, "was closed")
 
     def _check_ranks(self, registry: Sequence[LMLoss]) -> bool:
         """Whether this flush merges ranks; refuse if the process group is gone.

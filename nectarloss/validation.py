@@ -25,7 +25,9 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from torch import Tensor
@@ -326,3 +328,20 @@ def check_tags(owner: str, tags: object) -> list[str]:
         if not tag:
             raise ValueError(f'{owner}: `tags` expected non-empty tag strings, got "".')
     return out
+
+
+def check_path(owner: str, argument: str, value: object) -> Path:
+    """Return ``value`` (a ``str`` or ``os.PathLike``) as a non-empty :class:`Path`, else raise.
+
+    Raises:
+        TypeError: ``value`` is neither a str nor a path.
+        ValueError: ``value`` is the empty string.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{owner}: `{argument}` expected a path (str or os.PathLike), "
+            f"got {type(value).__name__} {_short_repr(value)}."
+        )
+    if isinstance(value, str) and not value:
+        raise ValueError(f'{owner}: `{argument}` expected a non-empty path, got "".')
+    return Path(value)

@@ -1,6 +1,7 @@
 """The demo's training loop: :func:`run_demo` trains the pix2pix pair and reports it all.
 
-It shows a progress bar with live losses and weights, flushes the JSON log each epoch,
+It shows a progress bar with live losses and weights, flushes the JSON log (and, if
+asked, TensorBoard event files) each epoch,
 evaluates the generator's L1 on held-out pairs before training and after each epoch,
 and writes a loss graph, a sample grid and a summary table.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from nectarloss.demo.models import PatchDiscriminator, UNetGenerator
 from nectarloss.demo.step import attach_last_layer, pix2pix_roles, train_step
 from nectarloss.log import read_log, summarize_log
 from nectarloss.manager import LossManager
+from nectarloss.sinks import TensorBoardSink
 
 __all__ = ["DemoResult", "heldout_l1", "run_demo"]
 
@@ -63,6 +66,8 @@ class DemoResult:
         wall_time_s: Seconds from start to summary.
         device: The device trained on.
         config: The settings used.
+        roles: Each loss's role in the pix2pix step.
+        tensorboard_dir: The TensorBoard event files' directory, if asked for.
     """
 
     experiment_dir: Path
@@ -75,6 +80,7 @@ class DemoResult:
     device: str
     config: DemoConfig
     roles: dict[str, str] = field(default_factory=dict)
+    tensorboard_dir: Path | None = None
 
 
 @torch.no_grad()
@@ -138,6 +144,7 @@ def run_demo(
     *,
     console: Console | None = None,
     show_progress: bool = True,
+    tensorboard: bool | str | os.PathLike[str] = False,
 ) -> DemoResult:
     """Train a compact pix2pix on generated pairs with a spec's objective; report it all.
 
@@ -150,6 +157,10 @@ def run_demo(
         console: Where the progress bar, the per-epoch lines and the summary go
             (default: a new rich console on stdout).
         show_progress: Draw the progress bar.
+        tensorboard: Also write the losses as TensorBoard scalars (a
+            :class:`~nectarloss.sinks.TensorBoardSink`): ``True`` for
+            ``<experiment_dir>/tensorboard``, or a directory. The summary prints the
+            ``tensorboard --logdir`` command. Needs ``nectarloss[tensorboard]``.
 
     Returns:
         The files written, the held-out L1 curve and the per-loss summary.
@@ -158,6 +169,7 @@ def run_demo(
         ValueError: Invalid settings, an unknown device, or a spec that is not a pix2pix
             objective (see :func:`pix2pix_roles`).
         FileNotFoundError: A config or spec path that does not exist.
+        MissingDependencyError: ``tensorboard`` asked for without the package.
     """
     from nectarloss.specs import load_spec  # imports the loss catalog and pydantic models
 
@@ -180,8 +192,20 @@ def run_demo(
     experiment_dir.mkdir(parents=True, exist_ok=True)
     _fresh_outputs(experiment_dir)
     total_steps = cfg.epochs * cfg.steps_per_epoch
+    tensorboard_dir = (
+        None
+        if tensorboard is False
+        else experiment_dir / "tensorboard"
+        if tensorboard is True
+        else Path(tensorboard)
+    )
+    sinks = [] if tensorboard_dir is None else [TensorBoardSink(tensorboard_dir)]
     lm = LossManager(
-        experiment_dir, device=device, history_buffer_size=cfg.steps_per_epoch, overwrite=True
+        experiment_dir,
+        device=device,
+        history_buffer_size=cfg.steps_per_epoch,
+        overwrite=True,
+        sinks=sinks,
     )
     with lm:
         lm.init_from_spec(load_spec, cfg.spec)
@@ -258,6 +282,9 @@ def run_demo(
         + f" in {wall:.1f} s",
         markup=False,
     )
+    if tensorboard_dir is not None:
+        command = f"tensorboard --logdir {shlex.quote(str(tensorboard_dir))}"
+        out.print(f"TensorBoard: {command}", markup=False, highlight=False, soft_wrap=True)
     return DemoResult(
         experiment_dir=experiment_dir,
         log_path=log_path,
@@ -269,4 +296,5 @@ def run_demo(
         device=str(device),
         config=cfg,
         roles=roles,
+        tensorboard_dir=tensorboard_dir,
     )

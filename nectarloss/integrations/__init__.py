@@ -1,0 +1,4 @@
+"""Integrations with training frameworks; each module imports its framework.
+
+``nectarloss.integrations.lightning.LossManagerCallback`` (needs ``lightning``).
+"""

@@ -1,0 +1,49 @@
+"""LossManagerCallback under Lightning's DDP strategy: 2 CPU processes (gloo), a real run.
+
+Lightning's ``ddp`` strategy starts rank 1 by running the script again, so the test runs
+a script (``lightning_ddp_script.py``) in a subprocess. The manager is built in
+``LightningModule.setup`` (after the process group exists), the callback gets it
+through a function; rank 0 writes the log, its sink and the CSVLogger.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning.pytorch")
+
+from nectarloss.log import read_log  # noqa: E402
+
+SCRIPT = Path(__file__).with_name("lightning_ddp_script.py")
+ROOT = Path(__file__).resolve().parents[2]
+#: Hard stop for a hung run (two interpreters importing lightning on a busy machine).
+TIMEOUT_S = 180.0
+
+
+def test_ddp_run_logs_each_step_once_from_rank_0(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout
+    series = read_log(tmp_path / "run" / "loss_log.jsonl").losses["mse"]
+    assert list(series.steps) == [0, 1, 2, 3]  # 16 samples / 2 ranks / batch 4, 2 epochs
+    with (tmp_path / "sink.csv").open(newline="") as fh:
+        sink = [(int(r["step"]), float(r["raw"])) for r in csv.DictReader(fh)]
+    assert sink == list(zip(series.steps, series.values, strict=True))
+    (metrics_csv,) = (tmp_path / "csv").rglob("metrics.csv")
+    with metrics_csv.open(newline="") as fh:
+        logged = [(int(r["step"]), float(r["loss/mse/raw"])) for r in csv.DictReader(fh)]
+    assert logged == sink
