@@ -14,6 +14,7 @@ left waiting in a collective. :func:`gather_plan` gathers that table and
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,25 @@ def world_size() -> int:
 def is_main_rank() -> bool:
     """Whether this process is rank 0 (True outside a process group)."""
     return not is_distributed() or dist.get_rank() == 0
+
+
+def launched_as_later_rank() -> bool:
+    """Whether a launcher started this process as a rank other than 0, before its group.
+
+    Launchers announce the rank in the environment before ``init_process_group``:
+    ``RANK`` (torchrun, Accelerate), or ``LOCAL_RANK`` / ``NODE_RANK`` (Lightning's
+    ``ddp`` strategy, which starts ranks 1+ by running the script again). Unset or
+    unparsable values count as rank 0.
+    """
+    if is_distributed():
+        return False
+    rank = os.environ.get("RANK")
+    if rank is not None:
+        return rank.strip().isdigit() and int(rank) != 0
+    return any(
+        value.strip().isdigit() and int(value) != 0
+        for value in (os.environ.get("LOCAL_RANK", ""), os.environ.get("NODE_RANK", ""))
+    )
 
 
 def mean_across_ranks(tensor: Tensor) -> Tensor:

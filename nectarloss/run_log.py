@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from nectarloss.distributed import any_rank_failed, is_distributed, is_main_rank, world_size
+from nectarloss.distributed import (
+    any_rank_failed,
+    is_distributed,
+    is_main_rank,
+    launched_as_later_rank,
+    world_size,
+)
 from nectarloss.errors import LogWriteError, NonFiniteLossError, NonFiniteLossWarning, SinkWarning
 from nectarloss.log import LOG_FILENAME, LossLogWriter, export_nectargan, read_log
 from nectarloss.log.format import chunk_line, nonfinite_indices
@@ -71,8 +77,14 @@ class RunLog:
         self.path = directory / LOG_FILENAME
         self.nonfinite = nonfinite
         self._lock = lock
+        self._fsync, self._mode = fsync, mode
         #: Under DDP only rank 0 writes; the other ranks still take part in each flush.
-        self.writer = LossLogWriter(self.path, fsync=fsync, mode=mode) if is_main_rank() else None
+        self._writer: LossLogWriter | None = None
+        #: Built before its process group in a process a launcher started as a later
+        #: rank (Lightning's ddp, torchrun): the writer waits until the rank is known.
+        self._writer_deferred = launched_as_later_rank()
+        if is_main_rank() and not self._writer_deferred:
+            self._writer = LossLogWriter(self.path, fsync=fsync, mode=mode)
         self.logged_names: set[str] = set()
         self.nonfinite_counts: dict[str, int] = {}
         #: Per loss name, the step its series goes on from when it is registered (the
@@ -85,6 +97,26 @@ class RunLog:
         self.sinks: list[Sink] = list(sinks)
         if mode == "resume" and self.path.exists() and self.path.stat().st_size:
             self._continue(self.path)  # every rank reads it, so step numbers agree
+
+    @property
+    def writer(self) -> LossLogWriter | None:
+        """The log's writer on the rank that writes (``None`` on the others).
+
+        A manager built before its process group, in a process launched as a later
+        rank, has none until the group says its rank (then rank 0 opens it).
+        """
+        if self._writer_deferred and is_distributed():
+            if is_main_rank():
+                self._writer = LossLogWriter(self.path, fsync=self._fsync, mode=self._mode)
+            self._writer_deferred = False  # only once the writer exists, if it must
+        return self._writer
+
+    def _writer_for_flush(self) -> LossLogWriter | None:
+        """:attr:`writer`; a flush with no process group after all writes (one process)."""
+        if self._writer_deferred and not is_distributed():
+            self._writer = LossLogWriter(self.path, fsync=self._fsync, mode=self._mode)
+            self._writer_deferred = False  # a refused writer leaves it deferred: nothing lost
+        return self.writer
 
     def _continue(self, path: Path) -> None:
         log = read_log(path)
@@ -131,7 +163,7 @@ class RunLog:
             return 0
         new = [e for e in registry if e.name not in self.logged_names]
         nonfinite = [nonfinite_indices(chunk.values) for _, chunk in pending]
-        writer = self.writer  # None on ranks other than 0 under DDP: they merge, not write
+        writer = self._writer_for_flush()  # None on ranks but 0 under DDP: they merge
         if writer is not None:
             try:
                 writer.append_flush(
@@ -331,5 +363,5 @@ class RunLog:
 
     def release(self) -> None:
         """Release the writer's lock (a later flush takes it again)."""
-        if self.writer is not None:
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.close()

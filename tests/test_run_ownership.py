@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nectarloss import ExistingLogError, LogInUseError, LossManager, read_log
+from nectarloss.distributed import launched_as_later_rank
 from nectarloss.log import LOG_FILENAME
 
 
@@ -245,3 +246,41 @@ def test_a_closed_manager_cannot_write_over_a_run_that_took_the_log(tmp_path: Pa
     with pytest.raises(LogInUseError, match="another run took it over"):
         old.update_loss_log()
     assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0, 1, 2]
+
+
+def test_manager_built_in_a_later_rank_before_its_group_takes_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's ddp runs the script again as rank 1 (LOCAL_RANK=1) before the group."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    later = LossManager(tmp_path)
+    later.register_loss_fn("a", nn.L1Loss())
+    later.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+    monkeypatch.delenv("LOCAL_RANK")
+    with LossManager(tmp_path, overwrite=True) as main:  # rank 0 takes the log
+        main.register_loss_fn("a", nn.L1Loss())
+        with pytest.raises(LogInUseError):  # no group after all: it writes, but not now
+            later.update_loss_log()
+    later.update_loss_log()  # one process: the flush opens the writer and writes
+    later.close()
+    assert list(read_log(tmp_path / LOG_FILENAME).losses["a"].steps) == [0]
+
+
+@pytest.mark.parametrize(
+    ("env", "later"),
+    [
+        ({}, False),
+        ({"RANK": "0", "LOCAL_RANK": "3"}, False),  # RANK wins
+        ({"RANK": "2"}, True),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, True),
+        ({"LOCAL_RANK": "x"}, False),
+    ],
+)
+def test_launched_as_later_rank_reads_the_launchers_variables(
+    env: dict[str, str], later: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launched_as_later_rank() is later

@@ -1,4 +1,8 @@
-"""Lightning DDP on CPU: 2 processes (gloo), the manager built in setup(). argv: out_dir."""
+"""Lightning DDP on CPU: 2 processes (gloo). argv: out_dir.
+
+The manager is built with the module, before Lightning starts the process group (and in
+rank 1 before it is told its rank), as users write it; rank 0 alone takes the log.
+"""
 
 import sys
 from pathlib import Path
@@ -20,15 +24,10 @@ class Model(pl.LightningModule):
         self.out = out
         torch.manual_seed(0)
         self.net = nn.Linear(4, 1)
-        self.lm: LossManager | None = None
-
-    def setup(self, stage: str) -> None:
-        if self.lm is None:  # after init_process_group: rank 0 alone takes the log
-            self.lm = LossManager(self.out / "run", sinks=[CSVSink(self.out / "sink.csv")])
-            self.lm.register_loss_fn("mse", nn.MSELoss())
+        self.lm = LossManager(out / "run", sinks=[CSVSink(out / "sink.csv")])
+        self.lm.register_loss_fn("mse", nn.MSELoss())
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
-        assert self.lm is not None
         x, y = batch
         return self.lm.compute_loss_xy("mse", self.net(x), y)
 

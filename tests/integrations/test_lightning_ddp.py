@@ -1,9 +1,10 @@
 """LossManagerCallback under Lightning's DDP strategy: 2 CPU processes (gloo), a real run.
 
 Lightning's ``ddp`` strategy starts rank 1 by running the script again, so the test runs
-a script (``lightning_ddp_script.py``) in a subprocess. The manager is built in
-``LightningModule.setup`` (after the process group exists), the callback gets it
-through a function; rank 0 writes the log, its sink and the CSVLogger.
+a script (``lightning_ddp_script.py``) in a subprocess. The manager is built in the
+module's ``__init__``, before the process group exists (rank 1 runs the script again
+and builds it before it knows its rank); rank 0 writes the log, its sink and the
+CSVLogger.
 """
 
 from __future__ import annotations
