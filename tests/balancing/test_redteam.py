@@ -274,7 +274,9 @@ def test_float16_applied_weight_does_not_overflow() -> None:
     assert torch.isfinite(balanced), balanced
 
 
-def test_show_header_names_the_balancer(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_header_names_the_balancer(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`nectarloss show` prints a balanced loss as 'weight=1.0 schedule=constant', though
     the log header records its balancer and its weight varies per step."""
     from nectarloss.cli import main
