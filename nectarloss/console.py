@@ -99,6 +99,7 @@ def log_header_text(log: LossLog) -> str:
         mods = _joined(info.get("modifiers"))
         lines.append(
             f"  {name}: tags={tags} weight={info.get('weight')} schedule={curve} modifiers={mods}"
+            + (f" balancer={info['balancer']}" if info.get("balancer") else "")
         )
     if log.truncated:
         lines.append("  (last line truncated: a crash during a write; ignored)")

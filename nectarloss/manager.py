@@ -30,6 +30,7 @@ from nectarloss.console import (
 )
 from nectarloss.errors import (
     NonFiniteLossError,
+    UnknownLossError,
 )
 from nectarloss.log import (
     read_log,
@@ -48,6 +49,7 @@ from nectarloss.validation import (
     check_epoch,
     check_name,
     check_tags,
+    did_you_mean,
 )
 
 __all__ = ["LossManager"]
@@ -452,6 +454,8 @@ class LossManager(LossQueries):
             )[0]
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
+        if entry.balancer is not None:
+            self._check_references(entry)
         weighted, raw, step = entry.run(
             inputs,
             self._epoch,
@@ -498,6 +502,16 @@ class LossManager(LossQueries):
         return self._run(entry, (x, y, z), epoch, timesteps, context)
 
     # ------------------------------------------------------------------ balancing
+    def _check_references(self, entry: LMLoss) -> None:
+        """Raise ``UnknownLossError`` if a loss the balancer reads is not registered."""
+        balancer = entry.balancer
+        for reference in () if balancer is None else balancer.references:
+            if reference not in self._losses:
+                known = list(self._losses)
+                raise UnknownLossError(
+                    f"{entry.name}: {type(balancer).__name__} `reference` {reference!r} is not "
+                    f"registered{did_you_mean(reference, known)}; registered losses: {known}."
+                )
     @property
     def balancers(self) -> list[Balancer]:
         """The distinct balancers attached to registered losses, in registration order."""

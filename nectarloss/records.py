@@ -588,6 +588,7 @@ class LMLoss:
         last = state["last_value"]
         if last is not None and not (isinstance(last, Tensor) and last.numel() == 1):
             raise ValueError(f"{owner}: state `last_value` expected None or a 1-element tensor.")
+        self._check_balancer_state(state.get("balancer"))
         history = state["history"]
         if not isinstance(history, Mapping):
             raise ValueError(f"{owner}: state `history` expected a mapping.")
@@ -609,17 +610,39 @@ class LMLoss:
             )
         if not isinstance(state["function"], Mapping):
             raise ValueError(f"{owner}: state `function` expected a mapping.")
-        balancer_state = state.get("balancer")
-        if (balancer_state is None) != (self.balancer is None):
-            raise ValueError(
-                f"{owner}: state {'has no' if balancer_state is None else 'has a'} balancer "
-                f"state, the loss {'has' if self.balancer is not None else 'has no'} balancer."
-            )
-        if balancer_state is not None and not isinstance(balancer_state, Mapping):
-            raise ValueError(f"{owner}: state `balancer` expected a mapping.")
         applied = state.get("last_applied")
         if applied is not None and not (isinstance(applied, Tensor) and applied.numel() == 1):
             raise ValueError(f"{owner}: state `last_applied` expected None or a 1-element tensor.")
+
+    def _check_balancer_state(self, saved: object) -> None:
+        """Raise ``ValueError`` unless ``saved`` fits this loss's balancer (keys, shapes)."""
+        owner = self.name
+        balancer = self.balancer
+        if (saved is None) != (balancer is None):
+            raise ValueError(
+                f"{owner}: state {'has no' if saved is None else 'has a'} balancer "
+                f"state, the loss {'has' if balancer is not None else 'has no'} balancer."
+            )
+        if balancer is None:
+            return
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{owner}: state `balancer` expected a mapping.")
+        own = balancer.state_dict()
+        if set(saved) != set(own):
+            raise ValueError(
+                f"{owner}: state `balancer` expected the keys {sorted(own)} of its "
+                f"{type(balancer).__name__}, got {sorted(saved)}."
+            )
+        for key, value in own.items():
+            got = saved[key]
+            if isinstance(value, Tensor) and (
+                not isinstance(got, Tensor) or got.shape != value.shape
+            ):
+                shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise ValueError(
+                    f"{owner}: state `balancer.{key}` expected shape {tuple(value.shape)} "
+                    f"(a group of {len(balancer.members)}), got {shape}."
+                )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved.

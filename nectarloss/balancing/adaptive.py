@@ -26,11 +26,13 @@ class AdaptiveWeight(Balancer):
     is the loss's own weight times the factor, as taming multiplies by
     ``discriminator_weight``.
 
-    **Order:** each reference must be computed, through the same manager, after the
-    balanced loss's previous call and before this one (in a pix2pix step: ``G_L1``,
-    then ``G_GAN``), and its graph must still be alive (no ``backward`` in between);
-    otherwise the call raises ``RuntimeError``. Two ``torch.autograd.grad`` calls per
-    call, no host sync.
+    **Order:** in each step the references must be computed, through the same manager,
+    before the balanced loss (in a pix2pix step: ``G_L1``, then ``G_GAN``; the balanced
+    loss may then be computed several times, e.g. once per discriminator scale). The
+    latest output of each reference is used: before the first one the call raises
+    ``RuntimeError``, and so does torch when that output is from an earlier step whose
+    graph ``backward()`` has freed (with a note saying so). Two ``torch.autograd.grad``
+    calls per call, no host sync.
 
     With gradients off (``torch.no_grad()``, validation) or the balancer in eval mode
     (``.eval()``), the factor is the constant ``eval_factor`` (taming falls back to 0
@@ -61,6 +63,8 @@ class AdaptiveWeight(Balancer):
         Synthesis", CVPR 2021 (``taming/modules/losses/vqperceptual.py``).
     """
 
+    REFERENCES = ("last_layer",)
+
     def __init__(
         self,
         reference: str | Sequence[str],
@@ -81,9 +85,8 @@ class AdaptiveWeight(Balancer):
         self.eps = check_positive("AdaptiveWeight", "eps", eps)
         self.max_factor = check_positive("AdaptiveWeight", "max_factor", max_factor)
         self.eval_factor = check_weight("AdaptiveWeight", eval_factor, "eval_factor")
-        self._clock = 0
-        self._observed: dict[str, tuple[Tensor, int]] = {}
-        self._last_call: dict[str, int] = {}
+        #: The latest weighted output of each reference (graph intact).
+        self._observed: dict[str, Tensor] = {}
 
     @property
     def references(self) -> tuple[str, ...]:
@@ -92,8 +95,7 @@ class AdaptiveWeight(Balancer):
 
     def observe(self, name: str, weighted: Tensor) -> None:
         """Keep a reference's weighted output (with its graph) for this step's calls."""
-        self._clock += 1
-        self._observed[name] = (weighted, self._clock)
+        self._observed[name] = weighted
 
     def _parameter(self, name: str) -> Tensor:
         last = self.last_layer
@@ -112,17 +114,16 @@ class AdaptiveWeight(Balancer):
         return last
 
     def _fresh_reference(self, name: str) -> Tensor:
-        since = self._last_call.get(name, 0)
         parts: list[Tensor] = []
         for ref in self.reference:
             seen = self._observed.get(ref)
-            if seen is None or seen[1] <= since:
+            if seen is None:
                 raise RuntimeError(
                     f"AdaptiveWeight ({name}): reference loss {ref!r} was not computed in this "
                     f"step before {name!r}; compute it first, through the same LossManager "
                     "(the weight compares both losses' gradients at the last layer)."
                 )
-            parts.append(seen[0])
+            parts.append(seen)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
@@ -131,11 +132,9 @@ class AdaptiveWeight(Balancer):
     def factor(self, name: str, value: Tensor, epoch: float) -> Tensor:
         """``clamp(||grad L_ref|| / (||grad L_this|| + eps), 0, max_factor)``, detached."""
         if not (self.training and torch.is_grad_enabled() and value.requires_grad):
-            return torch.full((), self.eval_factor, dtype=value.dtype, device=value.device)
+            return torch.full((), self.eval_factor, dtype=torch.float32, device=value.device)
         reference = self._fresh_reference(name)
         last = self._parameter(name)
-        self._clock += 1
-        self._last_call[name] = self._clock
         try:
             (ref_grad,) = torch.autograd.grad(reference, last, retain_graph=True)
             (own_grad,) = torch.autograd.grad(value, last, retain_graph=True)
@@ -143,12 +142,13 @@ class AdaptiveWeight(Balancer):
             add_note(
                 exc,
                 f"nectarloss: AdaptiveWeight ({name}) takes the gradients of {name!r} and of "
-                f"{list(self.reference)} at `last_layer`; both must depend on it, with their "
-                "graphs alive (no backward() between the reference and this call).",
+                f"its reference(s) {list(self.reference)} at `last_layer`: both must depend "
+                "on it, with their graphs alive. A freed graph means the reference's latest "
+                f"output is from an earlier step: compute it before {name!r} in every step.",
             )
             raise
         ratio = torch.linalg.vector_norm(ref_grad) / (torch.linalg.vector_norm(own_grad) + self.eps)
-        return torch.clamp(ratio, 0.0, self.max_factor).detach().to(value.dtype)
+        return torch.clamp(ratio, 0.0, self.max_factor).detach()
 
     def spec_config(self) -> dict[str, Any]:
         """``reference``, ``eps``, ``max_factor``, ``eval_factor`` (not ``last_layer``)."""

@@ -17,7 +17,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Balancer"]
+__all__ = ["Balancer", "weight_dtype"]
+
+
+def weight_dtype(value: Tensor) -> torch.dtype:
+    """The dtype applied weights are kept in for a loss ``value``: float64 or float32."""
+    return torch.float64 if value.dtype == torch.float64 else torch.float32
 
 
 class Balancer(nn.Module):
@@ -29,12 +34,22 @@ class Balancer(nn.Module):
     outputs) and :meth:`step` (an update after every member was computed).
     """
 
+    #: Attributes holding the user's tensors or callables (a model's layer): kept as plain
+    #: references, never registered as this module's parameters, saved or moved.
+    REFERENCES: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         super().__init__()
         #: The names of the losses this balancer weights, in registration order.
         self.members: list[str] = []
         #: The spec group it was built for (``None`` when made in Python).
         self.group: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.REFERENCES:  # a model's parameter stays the model's
+            self.__dict__[name] = value
+            return
+        super().__setattr__(name, value)
 
     # -- membership (registration) --------------------------------------------------------
     def bind(self, name: str) -> None:
@@ -104,11 +119,13 @@ class Balancer(nn.Module):
             epoch: The call's epoch.
 
         Returns:
-            The weighted loss (graph intact) and the weight applied: ``weight`` times
-            the factor, a detached 0-d tensor in ``value``'s dtype.
+            The weighted loss (graph intact, in ``value``'s dtype) and the weight applied:
+            ``weight`` times the factor, a detached 0-d tensor (float32, or float64 for a
+            float64 loss, so a large weight of a half-precision loss does not overflow).
         """
-        applied = (self.factor(name, value, epoch).detach() * weight).to(value.dtype)
-        return value * applied, applied
+        factor = self.factor(name, value, epoch).detach()
+        applied = factor.to(weight_dtype(value)) * weight
+        return (value * applied).to(value.dtype), applied
 
     def step(self) -> None:
         """An update after every member was computed in a step (default: nothing)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -20,10 +21,13 @@ class DWA(Balancer):
     is the number of losses in the group and ``r_k = mean_k(e-1) / mean_k(e-2)`` is the
     ratio of the loss's mean (unweighted, post-modifier) over the last two completed
     epochs. The weights are 1 until two epochs have completed. The means are
-    accumulated on the device from every call (a running sum and count per epoch, so a
-    flush of the history loses nothing), and the boundary is seen from the ``epoch``
-    the calls pass: the first call with a larger epoch closes the epoch for the whole
-    group. No host sync.
+    accumulated on the device from the training calls (a running sum and count per
+    epoch, so a flush of the history loses nothing; calls without gradients, such as
+    validation, and calls in ``.eval()`` mode are left out), and the boundary is seen
+    from the ``epoch`` the calls pass: the first call with a larger epoch closes the
+    epoch for the whole group. A loss without a mean for either of the two epochs (it
+    joined the group later, or was not computed in one) counts as unchanged, ``r = 1``.
+    No host sync.
 
     Args:
         temperature: ``T``; larger is smoother (LibMTL's default 2.0).
@@ -69,7 +73,8 @@ class DWA(Balancer):
         one = torch.ones(1, dtype=torch.float64, device=self.weights.device)
         self.epoch_sums = torch.cat([self.epoch_sums, one * 0])
         self.epoch_counts = torch.cat([self.epoch_counts, one * 0])
-        self.epoch_means = torch.cat([self.epoch_means, one.expand(2, 1) * 0], dim=1)
+        no_mean = one.expand(2, 1) * math.nan  # no epoch seen yet
+        self.epoch_means = torch.cat([self.epoch_means, no_mean], dim=1)
         self.weights = torch.cat([self.weights, one])
 
     def _on_unbind(self, index: int) -> None:
@@ -81,7 +86,8 @@ class DWA(Balancer):
 
     def _close_epoch(self) -> None:
         """The epoch just ended: shift the means, and recompute the weights (device ops)."""
-        mean = self.epoch_sums / self.epoch_counts.clamp_min(1.0)
+        counts = self.epoch_counts
+        mean = torch.where(counts > 0, self.epoch_sums / counts.clamp_min(1.0), math.nan)
         self.epoch_means[0] = self.epoch_means[1]
         self.epoch_means[1] = mean
         self.epoch_sums.zero_()
@@ -89,6 +95,7 @@ class DWA(Balancer):
         self.num_completed += 1
         if self.num_completed >= 2:
             ratio = self.epoch_means[1] / self.epoch_means[0]
+            ratio = torch.where(torch.isfinite(ratio), ratio, 1.0)  # no mean: unchanged
             k = len(self.members)
             self.weights.copy_(k * torch.softmax(ratio / self.temperature, dim=0))
 
@@ -109,9 +116,10 @@ class DWA(Balancer):
             self.epoch = current
         index = self.index(name)
         self._check_device(self.weights, value, name)
-        self.epoch_sums[index] += value.detach().to(torch.float64)
-        self.epoch_counts[index] += 1.0
-        return self.weights[index].to(value.dtype)
+        if self.training and torch.is_grad_enabled() and value.requires_grad:
+            self.epoch_sums[index] += value.detach().to(torch.float64)
+            self.epoch_counts[index] += 1.0
+        return self.weights[index]
 
     def get_extra_state(self) -> dict[str, Any]:
         """The host counters: the current epoch and the epochs completed."""

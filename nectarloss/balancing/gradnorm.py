@@ -49,6 +49,7 @@ class GradNorm(Balancer):
 
     #: Smallest task weight after an update.
     MIN_WEIGHT = 1e-6
+    REFERENCES = ("shared",)
 
     def __init__(self, shared: Shared | None = None, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()
@@ -84,12 +85,12 @@ class GradNorm(Balancer):
         """``w_i``, detached; keeps ``value`` (with its graph) for :meth:`step`."""
         index = self.index(name)
         self._check_device(self.task_weights, value, name)
-        if not self.has_initial[index]:
-            self.initial_losses[index] = value.detach().to(torch.float64)
-            self.has_initial[index] = True
-        if value.requires_grad and torch.is_grad_enabled():
+        if value.requires_grad and torch.is_grad_enabled():  # training, not validation
+            if not self.has_initial[index]:
+                self.initial_losses[index] = value.detach().to(torch.float64)
+                self.has_initial[index] = True
             self._pending[name] = value
-        return self.task_weights[index].to(value.dtype)
+        return self.task_weights[index]
 
     def _shared_parameter(self) -> Tensor:
         shared = self.shared
@@ -123,15 +124,18 @@ class GradNorm(Balancer):
         self._pending = {}
         shared = self._shared_parameter()
         losses = [pending[m] for m in self.members]
-        try:
-            grads = [torch.autograd.grad(loss, shared, retain_graph=True)[0] for loss in losses]
-        except RuntimeError as exc:
-            add_note(
-                exc,
-                "nectarloss: GradNorm.step() takes each member's gradient at `shared`; call "
-                "it (lm.balance_step()) before backward(), with every member depending on it.",
-            )
-            raise
+        grads: list[Tensor] = []
+        for member, loss in zip(self.members, losses, strict=True):
+            try:
+                grads.append(torch.autograd.grad(loss, shared, retain_graph=True)[0])
+            except RuntimeError as exc:
+                add_note(
+                    exc,
+                    f"nectarloss: GradNorm.step() took loss {member!r}'s gradient at "
+                    "`shared`; call it (lm.balance_step()) before backward(), with every "
+                    "member depending on `shared`.",
+                )
+                raise
         norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).detach()
         values = torch.stack([loss.detach() for loss in losses]).to(torch.float64)
         with torch.no_grad():

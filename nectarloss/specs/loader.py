@@ -207,6 +207,21 @@ def _load(first: _Doc, allow_imports: bool) -> dict[str, LMLoss]:
             out[name] = build_entry(name, entry, groups)
         except Problem as problem:
             failures.setdefault(doc.display, []).append((json_path(problem.loc), problem.detail))
+    for name, (entry, doc) in merged.items():  # what a balancer reads must be in the spec
+        balancer = entry.balancer
+        references = getattr(balancer, "reference", None) if balancer is not None else None
+        if references is None:
+            continue
+        for ref in [references] if isinstance(references, str) else references:
+            if ref not in merged or ref == name:
+                known = [n for n in merged if n != name]
+                failures.setdefault(doc.display, []).append(
+                    (
+                        json_path(("losses", name, "balancer", "reference")),
+                        f"expected another loss of the spec, one of {', '.join(known)}, got "
+                        f"{ref!r}{did_you_mean(ref, known)}",
+                    )
+                )
     if failures:
         source, problems = next(iter(failures.items()))
         raise SpecError(source, problems)

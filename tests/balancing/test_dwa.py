@@ -34,9 +34,9 @@ def run(lm: LossManager, epochs: range) -> dict[int, dict[str, torch.Tensor]]:
     for epoch in epochs:
         for i in range(2):
             for name, values in EPOCHS[epoch].items():
-                x = torch.full((3,), values[i])
+                x = torch.full((3,), values[i], requires_grad=True)  # training calls
                 out = lm.compute_loss_xy(name, x, torch.zeros(3), epoch=epoch)
-                returned.setdefault(epoch, {})[name] = out / values[i]  # the weight applied
+                returned.setdefault(epoch, {})[name] = out.detach() / values[i]  # its weight
     return returned
 
 

@@ -46,15 +46,24 @@ def test_matches_libmtl_loss_gradient_and_logged_weight(tmp_path) -> None:
     assert log.losses["reg"].weights[0] == pytest.approx(float(expected), rel=1e-7)
 
 
-def test_loss_weight_scales_the_loss_not_the_regulariser(tmp_path) -> None:
+def test_loss_weight_scales_the_whole_contribution(tmp_path) -> None:
     lm, uw = two_tasks(tmp_path, weight_a=4.0)
     pred, target = torch.ones(2, 3), torch.zeros(2, 3)
     out = lm.compute_loss_xy("reg", pred, target)
     s = torch.tensor(LIBMTL_INIT)
-    torch.testing.assert_close(out, 4.0 * 1.0 / (2 * s.exp()) + s / 2)
+    torch.testing.assert_close(out, 4.0 * (1.0 / (2 * s.exp()) + s / 2))
     weight = lm.get_loss_weights(["reg"], precision=8)["reg"]
     assert weight == pytest.approx(4.0 / (2 * s.exp().item()), rel=1e-6)
     lm.close()
+
+
+def test_a_warm_up_at_zero_leaves_s_alone() -> None:
+    uw = UncertaintyWeighting()
+    uw.bind("a")
+    loss, applied = uw.weigh("a", torch.tensor(3.0), 0.0, epoch=0)
+    loss.backward()
+    assert float(applied) == 0.0
+    assert uw.log_vars.grad is not None and float(uw.log_vars.grad[0]) == 0.0
 
 
 def test_learning_moves_s_towards_log_loss(tmp_path) -> None:
