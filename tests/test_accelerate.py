@@ -85,6 +85,17 @@ def command(line: str, script: Path) -> tuple[dict[str, str], list[str]]:
     return env, argv
 
 
+#: What torch 2.13's gloo prints when a process aborts in its exit handlers, after the
+#: script has returned (seen in about 1 of 20 launches on a loaded 2-core machine, also
+#: without nectarloss). The log is complete then; the callers check every value of it.
+GLOO_EXIT_ABORT = "terminate called without an active exception"
+
+
+def exit_abort_only(output: str, script: Path) -> bool:
+    """Whether a failed launch is only gloo's abort at exit (no error in the script)."""
+    return GLOO_EXIT_ABORT in output and f'File "{script}"' not in output
+
+
 def launch(line: str, script: Path, cwd: Path) -> str:
     """Run a README command in ``cwd``; its output, or a failure that shows it."""
     env, argv = command(line, script)
@@ -103,7 +114,9 @@ def launch(line: str, script: Path, cwd: Path) -> str:
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{shlex.join(argv)} hung (killed after {TIMEOUT_S} s):\n{exc.output}")
     # torchrun forwards both processes' stdout and stderr into this output
-    assert done.returncode == 0, f"{shlex.join(argv)} failed:\n{done.stdout}"
+    assert done.returncode == 0 or exit_abort_only(done.stdout, script), (
+        f"{shlex.join(argv)} failed:\n{done.stdout}"
+    )
     assert "could not flush" not in done.stdout, done.stdout
     return done.stdout
 

@@ -39,8 +39,8 @@ class DWA(Balancer):
         >>> dwa = DWA(temperature=2.0)
         >>> dwa.bind("a"); dwa.bind("b")
         >>> for epoch, (a, b) in enumerate([(1.0, 1.0), (0.5, 1.0), (0.5, 1.0)]):
-        ...     _ = dwa.weigh("a", torch.tensor(a), 1.0, epoch)
-        ...     _ = dwa.weigh("b", torch.tensor(b), 1.0, epoch)
+        ...     _ = dwa.weigh("a", torch.tensor(a, requires_grad=True), 1.0, epoch)
+        ...     _ = dwa.weigh("b", torch.tensor(b, requires_grad=True), 1.0, epoch)
         >>> [round(w, 4) for w in dwa.weights.tolist()]  # epoch 2: r = (0.5, 1.0)
         [0.8756, 1.1244]
 
