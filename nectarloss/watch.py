@@ -25,26 +25,13 @@ from rich.text import Text
 
 from nectarloss.columns import column_stats
 from nectarloss.console import get_console, number_text, sparkline
-from nectarloss.log import LOG_FILENAME, LogFollower, LogUpdate
+from nectarloss.log import LogFollower, LogUpdate, resolve_log_path
 from nectarloss.plot import UNTAGGED, run_title
 
-__all__ = ["LossStats", "WatchState", "render_watch", "resolve_log_path", "watch_log"]
+__all__ = ["LossStats", "WatchState", "render_watch", "watch_log"]
 
 #: Characters of a sparkline at most; a longer window is drawn in runs of values.
 SPARK_WIDTH = 32
-
-
-def resolve_log_path(path: str | os.PathLike[str]) -> Path:
-    """The log file of ``path``: the path itself, or ``<path>/loss_log.jsonl`` for a directory.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as run:
-        ...     resolve_log_path(run).name
-        'loss_log.jsonl'
-    """
-    p = Path(path)
-    return p / LOG_FILENAME if p.is_dir() else p
 
 
 @dataclass

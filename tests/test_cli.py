@@ -3,8 +3,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
-from nectarloss import __version__
+from nectarloss import LossManager, __version__
 from nectarloss.cli import main
 
 
@@ -106,3 +108,17 @@ def test_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as info:
         main(["plot", "log", "--smooth", "0"])
     assert info.value.code == 2
+
+
+def test_show_plot_and_export_take_an_experiment_directory(tmp_path: Path) -> None:
+    with LossManager(tmp_path) as lm:
+        lm.register_loss_fn("a", nn.L1Loss())
+        lm.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
+    assert main(["show", str(tmp_path)]) == 0
+    out = tmp_path / "exported.json"
+    assert main(["export", str(tmp_path), "-o", str(out)]) == 0
+    assert "LOSSMANAGER_LOG" in out.read_text()
+    pytest.importorskip("matplotlib")
+    graph = tmp_path / "graph.png"
+    assert main(["plot", str(tmp_path), "-o", str(graph)]) == 0
+    assert graph.stat().st_size > 0

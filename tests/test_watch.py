@@ -23,9 +23,9 @@ from rich.console import Console
 
 from nectarloss.cli import main
 from nectarloss.console import NONFINITE_MARK, sparkline
-from nectarloss.log import LogFollower, LogFormatError, read_log
+from nectarloss.log import LogFollower, LogFormatError, read_log, resolve_log_path
 from nectarloss.log.format import LOG_FORMAT, LOG_VERSION, chunk_line, nonfinite_indices
-from nectarloss.watch import WatchState, render_watch, resolve_log_path, watch_log
+from nectarloss.watch import WatchState, render_watch, watch_log
 
 NAN = math.nan
 #: A hard stop for a hung child process; never a timing check.

@@ -22,6 +22,7 @@ from nectarloss.log.format import (
     LOG_VERSION,
     encode_nonfinite,
     header_line,
+    resolve_log_path,
 )
 from nectarloss.log.reader import (
     LogFollower,
@@ -47,6 +48,7 @@ __all__ = [
     "export_nectargan",
     "header_line",
     "read_log",
+    "resolve_log_path",
     "summarize_log",
     "write_nectargan_json",
 ]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from nectarloss.errors import LogFormatError
 
 __all__ = [
     "LOG_FILENAME",
+    "resolve_log_path",
     "LOG_FORMAT",
     "LOG_VERSION",
     "NONFINITE_NAMES",
@@ -85,3 +88,16 @@ def check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
             f"version {LOG_VERSION} (a newer nectarloss may read this log)."
         )
     return obj
+
+
+def resolve_log_path(path: str | os.PathLike[str]) -> Path:
+    """The log file of ``path``: the path itself, or ``<path>/loss_log.jsonl`` for a directory.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as run:
+        ...     resolve_log_path(run).name
+        'loss_log.jsonl'
+    """
+    p = Path(path)
+    return p / LOG_FILENAME if p.is_dir() else p

@@ -14,7 +14,7 @@ import orjson
 
 from nectarloss.columns import LogColumn, column_stats, multiply
 from nectarloss.errors import LogFormatError
-from nectarloss.log.format import NONFINITE_NAMES, check_header
+from nectarloss.log.format import NONFINITE_NAMES, check_header, resolve_log_path
 
 __all__ = ["LogFollower", "LogUpdate", "LossLog", "LossSeries", "read_log", "summarize_log"]
 
@@ -133,13 +133,16 @@ def read_log(path: str | os.PathLike[str]) -> LossLog:
     last line without its newline that does not parse (a crash mid-write) is skipped
     and reported as ``truncated=True``.
 
+    Args:
+        path: The log file, or an experiment directory (its ``loss_log.jsonl``).
+
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         LogFormatError: If the file is not a nectarloss log, has a log version this
             nectarloss does not read, or a line before the last is corrupt or malformed
             (the message gives the file and the line number).
     """
-    parser = _LineParser(Path(path))
+    parser = _LineParser(resolve_log_path(path))
     truncated = False
     with parser.path.open("rb") as fh:
         for raw in fh:
