@@ -55,6 +55,8 @@ def main(out: Path) -> None:
     )
     trainer.fit(Model(out))
     print(f"rank {trainer.global_rank} done", flush=True)
+    if torch.distributed.is_initialized():  # Lightning leaves it up; gloo may abort at exit
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":  # pytest --doctest-modules imports this file: run nothing then

