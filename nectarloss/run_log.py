@@ -95,6 +95,8 @@ class RunLog:
         self.num_ranks = world_size()
         self._flushing = False
         self.sinks: list[Sink] = list(sinks)
+        #: Sinks that have had their first write (ids): a new one is rewound first.
+        self._fed_sinks: set[int] = set()
         if mode == "resume" and self.path.exists() and self.path.stat().st_size:
             self._continue(self.path)  # every rank reads it, so step numbers agree
 
@@ -146,6 +148,8 @@ class RunLog:
     def _write_pending(self, entries: Sequence[LMLoss], registry: Sequence[LMLoss]) -> int:
         for entry in registry:  # what compiled or captured steps recorded, in order
             entry.settle()
+        # where each loss goes on from, for sinks that have not had a write yet
+        starts = {e.name: e.history.first_step for e in registry}
         across_ranks = self._check_ranks(registry)
         if across_ranks:  # the one collective: every rank merges its whole registry
             entries = registry
@@ -204,20 +208,81 @@ class RunLog:
                 [
                     FlushedChunk(e.name, c.steps, tuple(c.values), tuple(c.weights), tuple(e.tags))
                     for e, c in pending
-                ]
+                ],
+                starts,
+                {e.name: tuple(e.tags) for e in registry},
             )
         if bad_steps:
             self._report_nonfinite(bad_steps)
         return count
 
     # -- sinks ----------------------------------------------------------------------------
-    def _feed_sinks(self, chunks: list[FlushedChunk]) -> None:
-        """Hand a written flush to every sink; one that raises is reported and dropped."""
+    def _feed_sinks(
+        self,
+        chunks: list[FlushedChunk],
+        starts: Mapping[str, int],
+        tags: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        """Hand a written flush to every sink; one that raises is reported and dropped.
+
+        A sink's first write follows its :meth:`~Sink.rewind` to the earliest step a
+        loss goes on from, and also holds the log's values from there to where each loss
+        goes on (:meth:`_with_earlier`).
+        """
+        rewound: list[FlushedChunk] | None = None
         for sink in list(self.sinks):
+            fed = id(sink) in self._fed_sinks
+            given = chunks
             try:
-                sink.write(chunks)
+                if not fed and sink.rewinds:
+                    if rewound is None:
+                        rewound = self._with_earlier(chunks, starts, tags)
+                    sink.rewind(min(starts.values(), default=0))
+                    given = rewound
+                self._fed_sinks.add(id(sink))
+                sink.write(given)
             except Exception as exc:
                 self._drop_sink(sink, exc, "took a flush")
+
+    def _with_earlier(
+        self,
+        chunks: list[FlushedChunk],
+        starts: Mapping[str, int],
+        tags: Mapping[str, tuple[str, ...]],
+    ) -> list[FlushedChunk]:
+        """``chunks``, each loss's logged values from the earliest start on put first.
+
+        Only a loss that goes on after another (it ran ahead) has such values; reading
+        them reads the log once (the first write of a sink in a resumed run).
+        """
+        first = min(starts.values(), default=0)
+        if all(start == first for start in starts.values()):
+            return chunks
+        log = read_log(self.path)
+        new = {chunk.name: chunk for chunk in chunks}
+        out: list[FlushedChunk] = []
+        for name, start in starts.items():
+            chunk = new.pop(name, None)
+            series = log.losses.get(name)
+            rows = [] if series is None else [
+                (step, value, weight)
+                for step, value, weight in zip(
+                    series.steps, series.values, series.weights, strict=True
+                )
+                if first <= step < start
+            ]
+            if chunk is not None:
+                rows += list(zip(chunk.steps, chunk.values, chunk.weights, strict=True))
+            if not rows:
+                continue
+            steps, values, weights = zip(*rows, strict=True)
+            span = range(steps[0], steps[-1] + 1)
+            if list(steps) != list(span):  # not one run of steps: the new values alone
+                out.extend([] if chunk is None else [chunk])
+                continue
+            out.append(FlushedChunk(name, span, values, weights, tags[name]))
+        out.extend(new.values())  # losses not registered any more (none, normally)
+        return out
 
     def _drop_sink(self, sink: Sink, exc: Exception, doing: str) -> None:
         if sink in self.sinks:

@@ -94,9 +94,14 @@ def test_follower_reads_only_whole_new_lines(tmp_path: Path) -> None:
     assert list(update.losses["G_L1"].weighted) == [1.0, 0.5]
     assert follower.offset == len(head) + len(first)
     assert not follower.poll().changed  # nothing new
-    # Proof that old lines are not parsed again: spoil the read chunk in place (same size,
-    # same header); a poll that re-read it would fail, this one reads only the new line.
-    spoiled = head + b"x" * (len(first) - 1) + b"\n"
+    # Proof that old lines are not parsed again: spoil a read chunk in place (same size,
+    # same header, the last line read intact); a poll that re-read it would fail, this
+    # one reads only the new line.
+    kept = chunk_bytes("G_L1", [2], [0.125], 2.0)
+    with path.open("ab") as fh:
+        fh.write(kept)
+    assert list(follower.poll().losses["G_L1"].steps) == [2]
+    spoiled = head + b"x" * (len(first) - 1) + b"\n" + kept
     second = chunk_bytes("D_real", [0], [NAN], 1.0)
     path.write_bytes(spoiled + second)
     update = follower.poll()

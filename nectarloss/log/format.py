@@ -93,6 +93,9 @@ def check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
 def resolve_log_path(path: str | os.PathLike[str]) -> Path:
     """The log file of ``path``: the path itself, or ``<path>/loss_log.jsonl`` for a directory.
 
+    A path that does not exist yet and has no suffix (``runs/exp``) is taken for the
+    experiment directory a run is about to create.
+
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as run:
@@ -100,4 +103,5 @@ def resolve_log_path(path: str | os.PathLike[str]) -> Path:
         'loss_log.jsonl'
     """
     p = Path(path)
-    return p / LOG_FILENAME if p.is_dir() else p
+    is_directory = p.is_dir() or (not p.exists() and not p.suffix)  # one not made yet
+    return p / LOG_FILENAME if is_directory else p

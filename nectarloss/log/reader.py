@@ -251,9 +251,11 @@ class LogFollower:
 
     Each :meth:`poll` parses the complete lines written since the last one, from the
     byte offset where that one stopped; a last line still being written is left for the
-    next poll. A file that shrank, was replaced (another inode) or whose header line
-    changed (a run that started over with ``overwrite=True``) is read again from its
-    start, and the update says ``reset``. A missing file reads as an empty update.
+    next poll. A file that shrank, was replaced (another inode), whose header line
+    changed (a run that started over with ``overwrite=True``) or whose last line read is
+    no longer where it was (a resume cut the log back and wrote past the old end between
+    two polls) is read again from its start, and the update says ``reset``. A missing
+    file reads as an empty update.
 
     Args:
         path: The log file (``loss_log.jsonl``).
@@ -271,6 +273,7 @@ class LogFollower:
         self._offset = 0
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file read
         self._header_raw = b""
+        self._last_raw = b""  # the last complete line read, which ends at the offset
 
     @property
     def offset(self) -> int:
@@ -312,6 +315,7 @@ class LogFollower:
                         self._header_raw = raw
                     self._parser.feed(raw)
                     self._offset += len(raw)
+                    self._last_raw = raw
         info = self._parser.info
         self._parser.info = {}
         return LogUpdate(
@@ -324,13 +328,17 @@ class LogFollower:
             return True
         if not self._header_raw:
             return False
-        return os.pread(fh.fileno(), len(self._header_raw), 0) != self._header_raw
+        fd, last = fh.fileno(), self._last_raw
+        if os.pread(fd, len(self._header_raw), 0) != self._header_raw:
+            return True
+        return os.pread(fd, len(last), self._offset - len(last)) != last
 
     def _restart(self, identity: tuple[int, int]) -> None:
         self._parser = _LineParser(self.path)
         self._offset = 0
         self._identity = identity
         self._header_raw = b""
+        self._last_raw = b""
 
 
 def _registered(obj: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:

@@ -122,10 +122,21 @@ class Sink(ABC):
         name: How reports name the sink (the class name unless set).
     """
 
+    #: Whether the sink can forget what it holds from a step on (event files, a file):
+    #: a manager then calls :meth:`rewind` before the sink's first write, with the
+    #: earliest step any loss goes on from, and that write also holds the log's values
+    #: from that step up to where each loss goes on (one loss may run ahead of another),
+    #: so a run resumed into the same place shows each step once, as its log does. A sink
+    #: that cannot forget (a W&B or MLflow run, a Lightning logger) just gets new values.
+    rewinds: bool = False
+
     @property
     def name(self) -> str:
         """How reports name the sink: its class name."""
         return type(self).__name__
+
+    def rewind(self, step: int) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Forget every value at ``step`` and later (called once, before the first write)."""
 
     @abstractmethod
     def write(self, chunks: Sequence[FlushedChunk]) -> None:

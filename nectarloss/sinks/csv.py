@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from nectarloss.sinks.base import FlushedChunk, Sink
-from nectarloss.validation import check_bool, check_path
+from nectarloss.validation import check_path
 
 __all__ = ["CSV_COLUMNS", "CSVSink"]
 
@@ -25,15 +26,16 @@ class CSVSink(Sink):
     is opened at the first flush and each flush's rows are flushed to the OS.
 
     Args:
-        path: The CSV file.
-        resume: ``False`` (default): the first flush replaces the file. ``True``: keep
-            its rows, except those of a loss at or after the first step this run writes
-            for it (what a run resumed from a checkpoint writes again), so the file
-            holds each step once, as the log does. Losses absent from the first flush
-            keep all their rows.
+        path: The CSV file. Attached to a manager, its first write keeps the rows an
+            earlier run left before the earliest step this run goes on from
+            (:meth:`rewind`) and drops the rest, which the run writes again (a fresh
+            run goes on from step 0: the file is replaced); so a run resumed from a
+            checkpoint holds each step once, as its log does. Without a rewind (fed
+            by hand, or :func:`~nectarloss.sinks.replay_log`) the first write replaces
+            the file.
 
     Raises:
-        TypeError: ``path`` is not a path, or ``resume`` not a bool.
+        TypeError: ``path`` is not a path.
 
     Example:
         >>> import pathlib, tempfile
@@ -47,15 +49,22 @@ class CSVSink(Sink):
         4,G_L1,nan,2.0,nan
     """
 
-    def __init__(self, path: str | os.PathLike[str], resume: bool = False) -> None:
-        self.path = check_path("CSVSink", "path", path)
-        self.resume = check_bool("CSVSink", "resume", resume)
-        self._file: TextIO | None = None
+    rewinds = True
 
-    def _open(self, chunks: Sequence[FlushedChunk]) -> TextIO:
-        first = {chunk.name: chunk.steps.start for chunk in chunks}
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = check_path("CSVSink", "path", path)
+        self._file: TextIO | None = None
+        #: Rows before this step are kept at the next open (``None``: replace the file).
+        self._keep_before: int | None = None
+
+    def rewind(self, step: int) -> None:
+        """Keep the file's rows before ``step`` at the first write; drop the others."""
+        self._keep_before = step
+
+    def _open(self) -> TextIO:
+        keep_before = self._keep_before
         kept: list[list[str]] = []
-        if self.resume and self.path.exists():
+        if keep_before is not None and self.path.exists():
             with self.path.open(newline="") as fh:
                 rows = csv.reader(fh)
                 header = next(rows, None)
@@ -64,7 +73,7 @@ class CSVSink(Sink):
                         f"CSVSink: `path` expected a CSV with columns {','.join(CSV_COLUMNS)}, "
                         f"got {','.join(header)} in {self.path}."
                     )
-                kept = [row for row in rows if row[1] not in first or int(row[0]) < first[row[1]]]
+                kept = [row for row in rows if int(row[0]) < keep_before]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         with partial.open("w", newline="") as fh:
@@ -77,7 +86,7 @@ class CSVSink(Sink):
     def write(self, chunks: Sequence[FlushedChunk]) -> None:
         """Append one row per value of ``chunks`` and flush the file."""
         if self._file is None:
-            self._file = self._open(chunks)
+            self._file = self._open()
         out = csv.writer(self._file)
         for chunk in chunks:
             out.writerows((step, chunk.name, *rest) for step, *rest in chunk.rows())
@@ -88,7 +97,7 @@ class CSVSink(Sink):
         if self._file is not None:
             self._file.close()
             self._file = None
-            self.resume = True
+            self._keep_before = sys.maxsize  # a later write appends: keep every row
 
     def __repr__(self) -> str:
         return f"CSVSink({str(self.path)!r})"

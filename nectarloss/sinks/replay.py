@@ -37,7 +37,8 @@ def replay_log(log: LossLog | str | os.PathLike[str], sinks: Sequence[Sink]) -> 
     """Write every value of a log to ``sinks``, then close them.
 
     Each write holds the next piece (consecutive steps, at most 65,536 values) of every
-    loss, so the first write starts every loss's series, as a run's first flush does.
+    loss, so the first write starts every loss's series, as a run's first flush does;
+    each sink is first rewound to step 0 (an export into a used place replaces it).
     This is what ``nectarloss export LOG --tensorboard DIR`` / ``--csv FILE`` run; a
     sink's exception propagates.
 
@@ -68,6 +69,8 @@ def replay_log(log: LossLog | str | os.PathLike[str], sinks: Sequence[Sink]) -> 
         _pieces(name, series, tuple(parsed.info.get(name, {}).get("tags", ())))
         for name, series in parsed.losses.items()
     ]
+    for sink in sinks:  # the log from its start: what a sink's place holds goes
+        sink.rewind(0)
     count = 0
     for round_ in zip_longest(*streams):
         chunks = [chunk for chunk in round_ if chunk is not None]

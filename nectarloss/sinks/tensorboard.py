@@ -21,12 +21,12 @@ class TensorBoardSink(Sink):
     and Inf are written as they are (TensorBoard stores and shows them).
 
     The event writer is created at the first flush, so the sink may be built before a
-    process group exists. It is created with ``purge_step`` set to the smallest step of
-    that first flush: TensorBoard then hides the events an earlier run left in
-    ``log_dir`` at that step and later, so a run resumed from a checkpoint (whose log
-    was cut back to it) shows each step once, as the log does. For losses whose step
-    numbers run apart (one called twice per batch), that smallest step applies to all.
-    After :meth:`close` a later flush opens a new event file without purging.
+    process group exists. Attached to a manager, it is created with ``purge_step`` set
+    to the earliest step the run goes on from (:meth:`rewind`): TensorBoard then hides
+    the events an earlier run left in ``log_dir`` at that step and later, for every tag,
+    and the manager's first write holds the log's values from that step on for losses
+    that ran ahead, so a run resumed from a checkpoint shows each step once, as the log
+    does. After :meth:`close` a later flush opens a new event file without purging.
 
     Args:
         log_dir: The run's directory (``tensorboard --logdir`` its parent or itself).
@@ -52,16 +52,21 @@ class TensorBoardSink(Sink):
             "torch.utils.tensorboard", "TensorBoardSink", "tensorboard", package="tensorboard"
         )
         self._writer: Any = None
-        self._purge = True  # only the sink's first writer hides what an earlier run left
+        self._purge_step: int | None = None  # set by rewind(): the first writer purges
+
+    rewinds = True
+
+    def rewind(self, step: int) -> None:
+        """Hide what an earlier run left at ``step`` and later (the first writer purges)."""
+        self._purge_step = step
 
     def write(self, chunks: Sequence[FlushedChunk]) -> None:
         """Add every value of ``chunks`` as scalars, then flush the event file."""
         if self._writer is None:
-            purge = min(chunk.steps.start for chunk in chunks) if self._purge else None
             self._writer = self._tensorboard.SummaryWriter(
-                str(self.log_dir), flush_secs=self.flush_secs, purge_step=purge
+                str(self.log_dir), flush_secs=self.flush_secs, purge_step=self._purge_step
             )
-            self._purge = False
+            self._purge_step = None
         writer = self._writer
         for chunk in chunks:
             raw_tag, weighted_tag, weight_tag = scalar_names(chunk)

@@ -37,7 +37,9 @@ def test_nonfinite_values_are_written_as_nan_and_inf(tmp_path: Path) -> None:
     assert lines[1:] == ["0,a,nan,1.0,nan", "1,a,-inf,2.0,-inf"]
 
 
-def test_new_sink_replaces_the_file_and_resume_cuts_per_loss(tmp_path: Path) -> None:
+def test_new_sink_replaces_the_file_and_a_rewind_keeps_the_rows_before_it(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "l.csv"
     path.write_text("old\n")
     first = CSVSink(path)
@@ -48,23 +50,24 @@ def test_new_sink_replaces_the_file_and_resume_cuts_per_loss(tmp_path: Path) -> 
         ]
     )
     first.close()
-    resumed = CSVSink(path, resume=True)
-    resumed.write([FlushedChunk("a", range(2, 3), (20.0,), (1.0,))])  # b absent: kept whole
+    resumed = CSVSink(path)
+    resumed.rewind(1)  # the run goes on from step 1: rows 1 and later are written again
+    resumed.write([FlushedChunk("a", range(1, 3), (10.0, 20.0), (1.0, 1.0))])
     resumed.close()
     got = read_csv(path)
-    assert [(s, r) for s, r, _, _ in got["a"]] == [(0, 0.0), (1, 1.0), (2, 20.0)]
-    assert [(s, r) for s, r, _, _ in got["b"]] == [(0, 5.0), (1, 6.0)]
+    assert [(s, r) for s, r, _, _ in got["a"]] == [(0, 0.0), (1, 10.0), (2, 20.0)]
+    assert [(s, r) for s, r, _, _ in got["b"]] == [(0, 5.0)]
 
 
-def test_resume_refuses_a_foreign_csv(tmp_path: Path) -> None:
+def test_rewind_refuses_a_foreign_csv(tmp_path: Path) -> None:
     path = tmp_path / "other.csv"
     path.write_text("x,y\n1,2\n")
+    sink = CSVSink(path)
+    sink.rewind(0)
     with pytest.raises(ValueError, match=r"CSVSink: `path` expected a CSV with columns"):
-        CSVSink(path, resume=True).write([FlushedChunk("a", range(1), (1.0,), (1.0,))])
+        sink.write([FlushedChunk("a", range(1), (1.0,), (1.0,))])
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match=r"CSVSink: `path` expected a path"):
         CSVSink(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"CSVSink: `resume` expected"):
-        CSVSink("x.csv", resume="yes")  # type: ignore[arg-type]

@@ -1,5 +1,7 @@
-"""Red-team tests for issue 16 (sinks, Lightning, watch). Each test fails on the code it was
-written against; the docstring says what a user sees."""
+"""Resumed runs seen through sinks and ``watch``: each step once, as in the log.
+
+Written by a red-team pass over issue 16; each failed on the code it was written against.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def _csv_steps(path: Path, loss: str) -> list[int]:
 
 def _gan_manager(d: Path, resume: bool) -> LossManager:
     lm = LossManager(
-        d, resume=resume, sinks=[TensorBoardSink(d / "tb"), CSVSink(d / "l.csv", resume=resume)]
+        d, resume=resume, sinks=[TensorBoardSink(d / "tb"), CSVSink(d / "l.csv")]
     )
     lm.register_loss_fn("G", nn.L1Loss())
     lm.register_loss_fn("D", nn.L1Loss())
@@ -74,17 +76,18 @@ def _resumed_run_whose_first_flush_lacks_a_loss(d: Path) -> None:
     lm.close()
 
 
-def test_resumed_tensorboard_sink_duplicates_a_loss_absent_from_the_first_flush(
+def test_resumed_tensorboard_sink_shows_a_loss_absent_from_the_first_flush_once(
     tmp_path: Path,
 ) -> None:
-    """TB shows D's steps 2,3 twice after a resume (purge_step = G's 4 > D's 2); log holds them once."""
+    """After a resume TB shows D's steps 2, 3 once, as the log does (D is not in the
+    first flush, which starts at G's step 4)."""
     _resumed_run_whose_first_flush_lacks_a_loss(tmp_path)
     assert list(read_log(tmp_path / "loss_log.jsonl").losses["D"].steps) == [0, 1, 2, 3]
     assert _tb_steps(tmp_path / "tb", "loss/D/raw") == [0, 1, 2, 3]
 
 
-def test_resumed_csv_sink_duplicates_a_loss_absent_from_the_first_flush(tmp_path: Path) -> None:
-    """CSVSink(resume=True) keeps D's rows 2,3 (D absent from first flush) and appends them again."""
+def test_resumed_csv_sink_holds_a_loss_absent_from_the_first_flush_once(tmp_path: Path) -> None:
+    """After a resume the CSV holds D's steps 2, 3 once (D not in the first flush)."""
     _resumed_run_whose_first_flush_lacks_a_loss(tmp_path)
     assert _csv_steps(tmp_path / "l.csv", "D") == [0, 1, 2, 3]
 
@@ -92,7 +95,7 @@ def test_resumed_csv_sink_duplicates_a_loss_absent_from_the_first_flush(tmp_path
 def test_resumed_tensorboard_sink_keeps_earlier_steps_of_a_loss_that_runs_ahead(
     tmp_path: Path,
 ) -> None:
-    """Train loss 5 calls/epoch, val loss 2: resume purges at val's step 2, hiding train's steps 2-4 in TB."""
+    """Train loss 5 calls an epoch, val loss 2: after a resume TB keeps train's steps 2-4."""
 
     def epoch(lm: LossManager) -> None:
         for _ in range(5):
@@ -121,7 +124,7 @@ def test_resumed_tensorboard_sink_keeps_earlier_steps_of_a_loss_that_runs_ahead(
 
 
 def test_watch_experiment_dir_that_does_not_exist_yet(tmp_path: Path, monkeypatch) -> None:
-    """`nectarloss watch runs/exp` before the run starts: crashes IsADirectoryError once exp/ appears."""
+    """`nectarloss watch runs/exp` before the run makes exp/ waits for its log."""
     from rich.console import Console
 
     import nectarloss.watch as watch
@@ -147,7 +150,7 @@ def test_watch_experiment_dir_that_does_not_exist_yet(tmp_path: Path, monkeypatc
 def test_log_follower_survives_a_resume_that_truncates_and_regrows_between_polls(
     tmp_path: Path,
 ) -> None:
-    """A resumed run cuts the log back then appends past the old offset: poll() raises LogFormatError."""
+    """A resume cuts the log back and appends past the old offset between polls: reset."""
 
     def manager(resume: bool) -> LossManager:
         lm = LossManager(tmp_path, resume=resume)
@@ -175,7 +178,7 @@ def test_log_follower_survives_a_resume_that_truncates_and_regrows_between_polls
 
 
 def test_csv_sink_on_a_resumed_manager_keeps_the_earlier_rows(tmp_path: Path) -> None:
-    """Design/low: LossManager(resume=True, sinks=[CSVSink(p)]) wipes the CSV's earlier rows (TB sink doesn't)."""
+    """LossManager(resume=True, sinks=[CSVSink(p)]) keeps the CSV's earlier rows."""
     with LossManager(tmp_path, sinks=[CSVSink(tmp_path / "l.csv")]) as lm:
         lm.register_loss_fn("mse", nn.MSELoss())
         for _ in range(3):

@@ -1,6 +1,7 @@
-"""Red-team tests for issue 15 (adaptive loss balancing): each fails on the current code.
+"""Balancers as users meet them: model parameters, late joiners, validation, resumes.
 
-Each test's docstring says in one line what goes wrong.
+Written by a red-team pass over issue 15; each failed on the code it was written against,
+and each docstring says what went wrong then.
 """
 
 from __future__ import annotations
