@@ -7,6 +7,9 @@ check prints one row; the exit status is 1 if any fails.
   each threshold mode, MinSNR, DebiasedEstimation, P2) and epoch and step schedules,
   under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any sync (including
   ones a CPU counter cannot see: ``nonzero``, boolean masks, ``.item()`` in torch ops).
+* ``balancers``: 100 training steps of a small model with AdaptiveWeight, DWA,
+  UncertaintyWeighting and GradNorm (``balance_step`` included, epochs turning) under the
+  same sync-debug mode; every applied weight logged.
 * ``compile``: ``torch.compile(fullgraph=True)`` of a step with an epoch schedule, a step
   schedule and a SuperLoss loss over 3 epochs x 40 steps: at most 3 graphs, and the log
   equal to the eager run's (steps and weights exactly, values to float tolerance).
@@ -29,7 +32,15 @@ import torch
 from torch import Tensor, nn
 from torch._dynamo.utils import counters
 
-from nectarloss import LossManager, Schedule, read_log
+from nectarloss import (
+    DWA,
+    AdaptiveWeight,
+    GradNorm,
+    LossManager,
+    Schedule,
+    UncertaintyWeighting,
+    read_log,
+)
 from nectarloss.modifiers import P2, DebiasedEstimation, MinSNR, Sangoi, SuperLoss
 from nectarloss.noise import NoiseSchedule
 
@@ -84,6 +95,49 @@ def sync_debug(directory: Path) -> str:
     lm.close()
     assert set(counts.values()) == {100}, counts
     return f"100 steps x {len(counts)} losses, no sync"
+
+
+def balancers(directory: Path) -> str:
+    torch.manual_seed(0)
+    trunk, head = nn.Linear(16, 32).to(DEVICE), nn.Linear(32, 16).to(DEVICE)
+    params = [*trunk.parameters(), *head.parameters()]
+    lm = LossManager(directory, device=DEVICE, history_buffer_size=1000)
+    lm.register_loss_fn("rec", nn.L1Loss(), loss_weight=10.0)
+    lm.register_loss_fn(
+        "adv", nn.MSELoss(), loss_weight=0.5, balancer=AdaptiveWeight("rec", lambda: head.weight)
+    )
+    dwa, uw, gradnorm = DWA(), UncertaintyWeighting(), GradNorm(shared=lambda: trunk.weight)
+    for name, balancer in (("dwa_a", dwa), ("dwa_b", dwa), ("uw_a", uw), ("uw_b", uw)):
+        lm.register_loss_fn(name, nn.SmoothL1Loss(), balancer=balancer)
+    for name in ("gn_a", "gn_b"):
+        lm.register_loss_fn(name, nn.MSELoss(), balancer=gradnorm)
+    optimizer = torch.optim.SGD([*params, *lm.parameters()], lr=0.01)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    data = [(torch.randn(8, 16, generator=g).to(DEVICE),) * 2 for _ in range(100)]
+    cuda = DEVICE.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i, (x, y) in enumerate(data):
+            out = head(torch.tanh(trunk(x)))
+            epoch = i // 25
+            total = lm.compute_loss_xy("rec", out, y, epoch=epoch)
+            total = total + lm.compute_loss_xy("adv", out, torch.ones_like(out), epoch=epoch)
+            for name in ("dwa_a", "dwa_b", "uw_a", "uw_b", "gn_a", "gn_b"):
+                total = total + lm.compute_loss_xy(name, out, y * (1 + i % 3), epoch=epoch)
+            lm.balance_step()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+    finally:
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    lm.close()
+    log = read_log(lm.log_path)  # type: ignore[arg-type]
+    counts = {n: len(s.weights) for n, s in log.losses.items()}
+    assert set(counts.values()) == {100}, counts
+    return f"100 steps x {len(counts)} losses, 4 balancers, no sync"
 
 
 def _manager(directory: Path) -> LossManager:
@@ -192,6 +246,7 @@ def capture(directory: Path) -> str:
 
 CHECKS: dict[str, Callable[[Path], str]] = {
     "sync-debug": sync_debug,
+    "balancers": balancers,
     "compile": compile_check,
     "reduce-overhead": reduce_overhead,
     "capture": capture,
