@@ -512,6 +512,7 @@ class LossManager(LossQueries):
                     f"{entry.name}: {type(balancer).__name__} `reference` {reference!r} is not "
                     f"registered{did_you_mean(reference, known)}; registered losses: {known}."
                 )
+
     @property
     def balancers(self) -> list[Balancer]:
         """The distinct balancers attached to registered losses, in registration order."""

@@ -548,9 +548,7 @@ class LMLoss:
             "function": function.state_dict() if isinstance(function, torch.nn.Module) else {},
             "modifiers": [m.state_dict() for m in self.modifiers],
             "balancer": None if self.balancer is None else self.balancer.state_dict(),
-            "last_applied": None
-            if self.last_applied is None
-            else self.last_applied.detach().cpu(),
+            "last_applied": None if self.last_applied is None else self.last_applied.detach().cpu(),
         }
 
     #: Keys of :meth:`state_dict` (``balancer`` and ``last_applied`` may be missing

@@ -264,13 +264,17 @@ class RunLog:
         for name, start in starts.items():
             chunk = new.pop(name, None)
             series = log.losses.get(name)
-            rows = [] if series is None else [
-                (step, value, weight)
-                for step, value, weight in zip(
-                    series.steps, series.values, series.weights, strict=True
-                )
-                if first <= step < start
-            ]
+            rows = (
+                []
+                if series is None
+                else [
+                    (step, value, weight)
+                    for step, value, weight in zip(
+                        series.steps, series.values, series.weights, strict=True
+                    )
+                    if first <= step < start
+                ]
+            )
             if chunk is not None:
                 rows += list(zip(chunk.steps, chunk.values, chunk.weights, strict=True))
             if not rows:

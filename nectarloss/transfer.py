@@ -110,9 +110,7 @@ def pending_to_host(
         [*(() if across_ranks else values), *(cast(Tensor, weights[i]) for i in on_device)]
     )
     host = [] if across_ranks else copied[: len(values)]
-    host_weights: list[Sequence[float]] = [
-        w if not isinstance(w, Tensor) else [] for w in weights
-    ]
+    host_weights: list[Sequence[float]] = [w if not isinstance(w, Tensor) else [] for w in weights]
     for i, weight in zip(on_device, copied[len(host) :], strict=True):
         host_weights[i] = weight
     if not across_ranks:

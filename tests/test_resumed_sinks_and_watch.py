@@ -38,9 +38,7 @@ def _csv_steps(path: Path, loss: str) -> list[int]:
 
 
 def _gan_manager(d: Path, resume: bool) -> LossManager:
-    lm = LossManager(
-        d, resume=resume, sinks=[TensorBoardSink(d / "tb"), CSVSink(d / "l.csv")]
-    )
+    lm = LossManager(d, resume=resume, sinks=[TensorBoardSink(d / "tb"), CSVSink(d / "l.csv")])
     lm.register_loss_fn("G", nn.L1Loss())
     lm.register_loss_fn("D", nn.L1Loss())
     return lm

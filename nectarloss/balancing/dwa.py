@@ -129,8 +129,7 @@ class DWA(Balancer):
         """Restore :meth:`get_extra_state`."""
         if not isinstance(state, dict) or set(state) != {"epoch", "num_completed"}:
             raise ValueError(
-                "DWA: state `_extra_state` expected {'epoch', 'num_completed'}, "
-                f"got {state!r}."
+                f"DWA: state `_extra_state` expected {{'epoch', 'num_completed'}}, got {state!r}."
             )
         epoch, completed = state["epoch"], state["num_completed"]
         if (epoch is not None and (not isinstance(epoch, int) or epoch < 0)) or (
