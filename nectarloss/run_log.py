@@ -418,8 +418,13 @@ class RunLog:
             )
 
     def rewind(self, saved: Mapping[str, Any] | None, logged_names: Sequence[str]) -> None:
-        """Cut the log back to a checked checkpoint position and restore what it named."""
+        """Cut the log back to a checked checkpoint position and restore what it named.
+
+        Sinks fed before are rewound again at their next write: what they got past the
+        checkpoint is written again, as the log's lines are.
+        """
         self.logged_names = set(logged_names)
+        self._fed_sinks.clear()
         writer = self.writer
         if writer is None or saved is None:
             return

@@ -187,3 +187,36 @@ def test_csv_sink_on_a_resumed_manager_keeps_the_earlier_rows(tmp_path: Path) ->
             lm.compute_loss_xy("mse", torch.rand(2), torch.rand(2))
     assert list(read_log(tmp_path / "loss_log.jsonl").losses["mse"].steps) == list(range(6))
     assert _csv_steps(tmp_path / "l.csv", "mse") == list(range(6))
+
+
+def test_load_state_dict_in_the_same_run_rewinds_the_sinks_too(tmp_path: Path) -> None:
+    """Values a sink got past a checkpoint are replaced when the run goes back to it."""
+    from nectarloss.sinks import CSVSink, TensorBoardSink
+
+    lm = LossManager(
+        tmp_path, sinks=[TensorBoardSink(tmp_path / "tb"), CSVSink(tmp_path / "l.csv")]
+    )
+    lm.register_loss_fn("a", nn.L1Loss())
+
+    def call(value: float) -> None:
+        lm.compute_loss_xy("a", torch.full((2,), value), torch.zeros(2))
+
+    call(0.0)
+    call(1.0)
+    lm.update_loss_log()
+    state = lm.state_dict()
+    call(2.0)
+    call(3.0)
+    lm.update_loss_log()  # the sinks hold steps 2, 3 with 2.0, 3.0
+    lm.load_state_dict(state)  # back to step 2: the log is cut there
+    call(20.0)
+    call(30.0)
+    lm.close()
+    assert list(read_log(tmp_path).losses["a"].values) == [0.0, 1.0, 20.0, 30.0]
+    assert _csv_steps(tmp_path / "l.csv", "a") == [0, 1, 2, 3]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = [(e.step, e.value) for e in events.Scalars("loss/a/raw")]
+    assert scalars == [(0, 0.0), (1, 1.0), (2, 20.0), (3, 30.0)]

@@ -136,7 +136,11 @@ class Sink(ABC):
         return type(self).__name__
 
     def rewind(self, step: int) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Forget every value at ``step`` and later (called once, before the first write)."""
+        """Forget every value at ``step`` and later.
+
+        Called before the first write, and again when ``load_state_dict`` cuts the log
+        back to a checkpoint.
+        """
 
     @abstractmethod
     def write(self, chunks: Sequence[FlushedChunk]) -> None:

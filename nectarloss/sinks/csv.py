@@ -58,7 +58,8 @@ class CSVSink(Sink):
         self._keep_before: int | None = None
 
     def rewind(self, step: int) -> None:
-        """Keep the file's rows before ``step`` at the first write; drop the others."""
+        """Keep the file's rows before ``step`` at the next write; drop the others."""
+        self.close()
         self._keep_before = step
 
     def _open(self) -> TextIO:

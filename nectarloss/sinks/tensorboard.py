@@ -57,7 +57,8 @@ class TensorBoardSink(Sink):
     rewinds = True
 
     def rewind(self, step: int) -> None:
-        """Hide what an earlier run left at ``step`` and later (the first writer purges)."""
+        """Hide what the directory holds at ``step`` and later (the next writer purges)."""
+        self.close()  # an open event file: the next write opens one that purges
         self._purge_step = step
 
     def write(self, chunks: Sequence[FlushedChunk]) -> None:
