@@ -59,12 +59,14 @@ def is_main_rank() -> bool:
 def launched_as_later_rank() -> bool:
     """Whether a launcher started this process as a rank other than 0, before its group.
 
-    Launchers announce the rank in the environment before ``init_process_group``:
-    ``RANK`` (torchrun, Accelerate), or ``LOCAL_RANK`` / ``NODE_RANK`` (Lightning's
-    ``ddp`` strategy, which starts ranks 1+ by running the script again). Unset or
-    unparsable values count as rank 0.
+    Launchers announce the world size and the rank in the environment before
+    ``init_process_group``: ``WORLD_SIZE`` with ``RANK`` (torchrun, Accelerate), or with
+    ``LOCAL_RANK`` / ``NODE_RANK`` (Lightning's ``ddp`` strategy, which starts ranks 1+
+    by running the script again). Without a ``WORLD_SIZE`` above 1 a rank variable is
+    taken for a stray one; unset or unparsable values count as rank 0.
     """
-    if is_distributed():
+    size = os.environ.get("WORLD_SIZE", "").strip()
+    if is_distributed() or not (size.isdigit() and int(size) > 1):
         return False
     rank = os.environ.get("RANK")
     if rank is not None:

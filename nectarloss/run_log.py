@@ -105,20 +105,14 @@ class RunLog:
         """The log's writer on the rank that writes (``None`` on the others).
 
         A manager built before its process group, in a process launched as a later
-        rank, has none until the group says its rank (then rank 0 opens it).
+        rank, has none until it is needed: then the group says its rank (rank 0 opens
+        it), or, with no group after all, this one process opens it.
         """
-        if self._writer_deferred and is_distributed():
-            if is_main_rank():
+        if self._writer_deferred:
+            if not is_distributed() or is_main_rank():
                 self._writer = LossLogWriter(self.path, fsync=self._fsync, mode=self._mode)
             self._writer_deferred = False  # only once the writer exists, if it must
         return self._writer
-
-    def _writer_for_flush(self) -> LossLogWriter | None:
-        """:attr:`writer`; a flush with no process group after all writes (one process)."""
-        if self._writer_deferred and not is_distributed():
-            self._writer = LossLogWriter(self.path, fsync=self._fsync, mode=self._mode)
-            self._writer_deferred = False  # a refused writer leaves it deferred: nothing lost
-        return self.writer
 
     def _continue(self, path: Path) -> None:
         log = read_log(path)
@@ -167,7 +161,7 @@ class RunLog:
             return 0
         new = [e for e in registry if e.name not in self.logged_names]
         nonfinite = [nonfinite_indices(chunk.values) for _, chunk in pending]
-        writer = self._writer_for_flush()  # None on ranks but 0 under DDP: they merge
+        writer = self.writer  # None on ranks other than 0 under DDP: they merge, not write
         if writer is not None:
             try:
                 writer.append_flush(

@@ -253,10 +253,12 @@ def test_manager_built_in_a_later_rank_before_its_group_takes_no_lock(
 ) -> None:
     """Lightning's ddp runs the script again as rank 1 (LOCAL_RANK=1) before the group."""
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     later = LossManager(tmp_path)
     later.register_loss_fn("a", nn.L1Loss())
     later.compute_loss_xy("a", torch.ones(2), torch.zeros(2))
     monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.delenv("WORLD_SIZE")
     with LossManager(tmp_path, overwrite=True) as main:  # rank 0 takes the log
         main.register_loss_fn("a", nn.L1Loss())
         with pytest.raises(LogInUseError):  # no group after all: it writes, but not now
@@ -270,16 +272,18 @@ def test_manager_built_in_a_later_rank_before_its_group_takes_no_lock(
     ("env", "later"),
     [
         ({}, False),
-        ({"RANK": "0", "LOCAL_RANK": "3"}, False),  # RANK wins
-        ({"RANK": "2"}, True),
-        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, True),
-        ({"LOCAL_RANK": "x"}, False),
+        ({"WORLD_SIZE": "4", "RANK": "0", "LOCAL_RANK": "3"}, False),  # RANK wins
+        ({"WORLD_SIZE": "4", "RANK": "2"}, True),
+        ({"WORLD_SIZE": "4", "LOCAL_RANK": "0", "NODE_RANK": "1"}, True),
+        ({"WORLD_SIZE": "2", "LOCAL_RANK": "x"}, False),
+        ({"LOCAL_RANK": "1"}, False),  # no world size: a stray variable
+        ({"WORLD_SIZE": "1", "RANK": "1"}, False),
     ],
 )
 def test_launched_as_later_rank_reads_the_launchers_variables(
     env: dict[str, str], later: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
