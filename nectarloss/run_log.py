@@ -142,8 +142,9 @@ class RunLog:
     def _write_pending(self, entries: Sequence[LMLoss], registry: Sequence[LMLoss]) -> int:
         for entry in registry:  # what compiled or captured steps recorded, in order
             entry.settle()
-        # where each loss goes on from, for sinks that have not had a write yet
+        # where each loss goes on from, and what the log held, for sinks' first writes
         starts = {e.name: e.history.first_step for e in registry}
+        known = frozenset(self.logged_names)
         across_ranks = self._check_ranks(registry)
         if across_ranks:  # the one collective: every rank merges its whole registry
             entries = registry
@@ -204,6 +205,7 @@ class RunLog:
                     for e, c in pending
                 ],
                 starts,
+                known,
                 {e.name: tuple(e.tags) for e in registry},
             )
         if bad_steps:
@@ -215,23 +217,25 @@ class RunLog:
         self,
         chunks: list[FlushedChunk],
         starts: Mapping[str, int],
+        known: frozenset[str],
         tags: Mapping[str, tuple[str, ...]],
     ) -> None:
         """Hand a written flush to every sink; one that raises is reported and dropped.
 
         A sink's first write follows its :meth:`~Sink.rewind` to the earliest step a
-        loss goes on from, and also holds the log's values from there to where each loss
-        goes on (:meth:`_with_earlier`).
+        loss the log knew goes on from, and also holds the log's values from there on
+        up to where each loss goes on (:meth:`_with_earlier`).
         """
+        logged = [starts[name] for name in starts if name in known]
+        first = min(logged) if logged else min(starts.values(), default=0)
         rewound: list[FlushedChunk] | None = None
         for sink in list(self.sinks):
-            fed = id(sink) in self._fed_sinks
             given = chunks
             try:
-                if not fed and sink.rewinds:
+                if id(sink) not in self._fed_sinks and sink.rewinds:
                     if rewound is None:
-                        rewound = self._with_earlier(chunks, starts, tags)
-                    sink.rewind(min(starts.values(), default=0))
+                        rewound = self._with_earlier(chunks, starts, known, tags, first)
+                    sink.rewind(first)
                     given = rewound
                 self._fed_sinks.add(id(sink))
                 sink.write(given)
@@ -242,22 +246,26 @@ class RunLog:
         self,
         chunks: list[FlushedChunk],
         starts: Mapping[str, int],
+        known: frozenset[str],
         tags: Mapping[str, tuple[str, ...]],
+        first: int,
     ) -> list[FlushedChunk]:
-        """``chunks``, each loss's logged values from the earliest start on put first.
+        """``chunks``, with each logged loss's values from step ``first`` on put first.
 
-        Only a loss that goes on after another (it ran ahead) has such values; reading
-        them reads the log once (the first write of a sink in a resumed run).
+        A loss that goes on after ``first`` (it ran ahead), and one the log holds but
+        this manager no longer registers, have such values; reading them reads the log
+        once (the first write of a sink in a resumed run).
         """
-        first = min(starts.values(), default=0)
-        if all(start == first for start in starts.values()):
+        registered = set(starts)
+        if not any(starts[n] > first for n in registered & known) and known <= registered:
             return chunks
         log = read_log(self.path)
         new = {chunk.name: chunk for chunk in chunks}
         out: list[FlushedChunk] = []
-        for name, start in starts.items():
+        for name in [*starts, *(n for n in log.losses if n not in registered)]:
             chunk = new.pop(name, None)
-            series = log.losses.get(name)
+            series = log.losses.get(name) if name in known else None
+            end = starts.get(name)
             rows = (
                 []
                 if series is None
@@ -266,7 +274,7 @@ class RunLog:
                     for step, value, weight in zip(
                         series.steps, series.values, series.weights, strict=True
                     )
-                    if first <= step < start
+                    if step >= first and (end is None or step < end)
                 ]
             )
             if chunk is not None:
@@ -278,7 +286,8 @@ class RunLog:
             if list(steps) != list(span):  # not one run of steps: the new values alone
                 out.extend([] if chunk is None else [chunk])
                 continue
-            out.append(FlushedChunk(name, span, values, weights, tags[name]))
+            info_tags = tags.get(name) or tuple(log.info.get(name, {}).get("tags") or ())
+            out.append(FlushedChunk(name, span, values, weights, info_tags))
         out.extend(new.values())  # losses not registered any more (none, normally)
         return out
 

@@ -93,8 +93,8 @@ def check_header(obj: dict[str, Any], where: str) -> dict[str, Any]:
 def resolve_log_path(path: str | os.PathLike[str]) -> Path:
     """The log file of ``path``: the path itself, or ``<path>/loss_log.jsonl`` for a directory.
 
-    A path that does not exist yet and has no suffix (``runs/exp``) is taken for the
-    experiment directory a run is about to create.
+    A path that does not exist yet is taken for the experiment directory a run is about
+    to create (``runs/exp``, ``runs/lr0.001``), unless it ends in ``.jsonl``.
 
     Example:
         >>> import tempfile
@@ -103,5 +103,5 @@ def resolve_log_path(path: str | os.PathLike[str]) -> Path:
         'loss_log.jsonl'
     """
     p = Path(path)
-    is_directory = p.is_dir() or (not p.exists() and not p.suffix)  # one not made yet
+    is_directory = p.is_dir() or (not p.exists() and p.suffix != ".jsonl")  # not made yet
     return p / LOG_FILENAME if is_directory else p

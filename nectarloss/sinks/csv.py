@@ -74,7 +74,13 @@ class CSVSink(Sink):
                         f"CSVSink: `path` expected a CSV with columns {','.join(CSV_COLUMNS)}, "
                         f"got {','.join(header)} in {self.path}."
                     )
-                kept = [row for row in rows if int(row[0]) < keep_before]
+                kept = [  # a torn last row (a crash mid-write) is dropped
+                    row
+                    for row in rows
+                    if len(row) == len(CSV_COLUMNS)
+                    and row[0].isdigit()
+                    and int(row[0]) < keep_before
+                ]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         with partial.open("w", newline="") as fh:
