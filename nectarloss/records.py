@@ -625,22 +625,7 @@ class LMLoss:
             return
         if not isinstance(saved, Mapping):
             raise ValueError(f"{owner}: state `balancer` expected a mapping.")
-        own = balancer.state_dict()
-        if set(saved) != set(own):
-            raise ValueError(
-                f"{owner}: state `balancer` expected the keys {sorted(own)} of its "
-                f"{type(balancer).__name__}, got {sorted(saved)}."
-            )
-        for key, value in own.items():
-            got = saved[key]
-            if isinstance(value, Tensor) and (
-                not isinstance(got, Tensor) or got.shape != value.shape
-            ):
-                shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
-                raise ValueError(
-                    f"{owner}: state `balancer.{key}` expected shape {tuple(value.shape)} "
-                    f"(a group of {len(balancer.members)}), got {shape}."
-                )
+        balancer.check_state(saved, owner)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved.

@@ -64,6 +64,7 @@ class AdaptiveWeight(Balancer):
     """
 
     REFERENCES = ("last_layer",)
+    PER_MEMBER_STATE = False
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ group; its state (learnable parameters, buffers, host counters) lives in its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,6 +38,9 @@ class Balancer(nn.Module):
     #: Attributes holding the user's tensors or callables (a model's layer): kept as plain
     #: references, never registered as this module's parameters, saved or moved.
     REFERENCES: tuple[str, ...] = ()
+    #: Whether tensors of the state hold one entry per member, in member order (then a
+    #: checkpoint loads only into the same members in the same order).
+    PER_MEMBER_STATE = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,6 +133,50 @@ class Balancer(nn.Module):
 
     def step(self) -> None:
         """An update after every member was computed in a step (default: nothing)."""
+
+    # -- checkpoints --------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """Host state saved with the tensors: the members, in order."""
+        return {"members": list(self.members)}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Check what :meth:`get_extra_state` saved (members follow registration)."""
+        if not isinstance(state, dict) or not isinstance(state.get("members"), list):
+            raise ValueError(
+                f"{type(self).__name__}: state `_extra_state` expected a dict with "
+                f"`members`, got {state!r}."
+            )
+
+    def check_state(self, saved: Mapping[str, Any], owner: str) -> None:
+        """Raise ``ValueError`` unless ``saved`` (a ``state_dict``) loads into this one.
+
+        Same keys and tensor shapes, and, for per-member state, the same members in the
+        same order (a checkpoint is not silently mapped onto other losses).
+        """
+        what = type(self).__name__
+        own = self.state_dict()
+        if set(saved) != set(own):
+            raise ValueError(
+                f"{owner}: state `balancer` expected the keys {sorted(own)} of its {what}, "
+                f"got {sorted(saved)}."
+            )
+        extra = saved.get("_extra_state")
+        members = extra.get("members") if isinstance(extra, dict) else None
+        if self.PER_MEMBER_STATE and members is not None and members != self.members:
+            raise ValueError(
+                f"{owner}: state `balancer` is a {what} of the losses {members}, this one "
+                f"balances {self.members}; register the same losses in the same order."
+            )
+        for key, value in own.items():
+            got = saved[key]
+            if isinstance(value, Tensor) and (
+                not isinstance(got, Tensor) or got.shape != value.shape
+            ):
+                shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise ValueError(
+                    f"{owner}: state `balancer.{key}` expected shape {tuple(value.shape)} "
+                    f"(a group of {len(self.members)}), got {shape}."
+                )
 
     # -- helpers for subclasses ---------------------------------------------------------
     def _check_device(self, tensor: Tensor, value: Tensor, name: str) -> None:

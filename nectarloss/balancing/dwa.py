@@ -122,16 +122,17 @@ class DWA(Balancer):
         return self.weights[index]
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The host counters: the current epoch and the epochs completed."""
-        return {"epoch": self.epoch, "num_completed": self.num_completed}
+        """The members, the current epoch and the epochs completed."""
+        return {
+            **super().get_extra_state(),
+            "epoch": self.epoch,
+            "num_completed": self.num_completed,
+        }
 
     def set_extra_state(self, state: Any) -> None:
         """Restore :meth:`get_extra_state`."""
-        if not isinstance(state, dict) or set(state) != {"epoch", "num_completed"}:
-            raise ValueError(
-                f"DWA: state `_extra_state` expected {{'epoch', 'num_completed'}}, got {state!r}."
-            )
-        epoch, completed = state["epoch"], state["num_completed"]
+        super().set_extra_state(state)
+        epoch, completed = state.get("epoch"), state.get("num_completed")
         if (epoch is not None and (not isinstance(epoch, int) or epoch < 0)) or (
             not isinstance(completed, int) or completed < 0
         ):

@@ -150,12 +150,13 @@ class GradNorm(Balancer):
             weights.copy_(updated * (len(self.members) / updated.sum()))
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Which members' first values are set."""
-        return {"has_initial": list(self.has_initial)}
+        """The members, and which members' first values are set."""
+        return {**super().get_extra_state(), "has_initial": list(self.has_initial)}
 
     def set_extra_state(self, state: Any) -> None:
         """Restore :meth:`get_extra_state`."""
-        flags = state.get("has_initial") if isinstance(state, dict) else None
+        super().set_extra_state(state)
+        flags = state.get("has_initial")
         if not isinstance(flags, list) or not all(isinstance(f, bool) for f in flags):
             raise ValueError(
                 f"GradNorm: state `_extra_state` expected {{'has_initial': [bool, ...]}}, "

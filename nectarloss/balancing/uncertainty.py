@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -75,6 +76,77 @@ class UncertaintyWeighting(Balancer):
         balanced = value / two_var + s / 2.0
         weighted = balanced if weight == 1.0 else balanced * weight
         return weighted.to(value.dtype), (weight / two_var).detach().to(weight_dtype(value))
+
+    # -- checkpoints: ``s`` travels by loss name ------------------------------------------
+    PER_MEMBER_STATE = False  # slots are matched by name (below), not by position
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The members and each loss's slot in :attr:`log_vars`."""
+        return {**super().get_extra_state(), "slots": dict(self.slots)}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Check what :meth:`get_extra_state` saved (this group's slots stay its own)."""
+        super().set_extra_state(state)
+        self._saved_slots(state)
+
+    @staticmethod
+    def _saved_slots(extra: object) -> dict[str, int]:
+        slots = extra.get("slots") if isinstance(extra, dict) else None
+        if not isinstance(slots, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in slots.items()
+        ):
+            raise ValueError(
+                f"UncertaintyWeighting: state `_extra_state` expected {{'slots': {{name: "
+                f"index}}}}, got {extra!r}."
+            )
+        return slots
+
+    def check_state(self, saved: Mapping[str, Any], owner: str) -> None:
+        """Raise ``ValueError`` unless ``saved`` holds one ``s`` per saved slot."""
+        if set(saved) != {"log_vars", "_extra_state"}:
+            raise ValueError(
+                f"{owner}: state `balancer` expected the keys ['_extra_state', 'log_vars'] "
+                f"of its UncertaintyWeighting, got {sorted(saved)}."
+            )
+        try:
+            slots = self._saved_slots(saved["_extra_state"])
+        except ValueError as exc:
+            raise ValueError(f"{owner}: {exc}") from None
+        values = saved["log_vars"]
+        if (
+            not isinstance(values, Tensor)
+            or values.dim() != 1
+            or sorted(slots.values()) != list(range(values.numel()))
+        ):
+            raise ValueError(
+                f"{owner}: state `balancer.log_vars` expected one value per saved slot "
+                f"{slots}, got {values!r:.80}."
+            )
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Take each loss's saved ``s`` by name (a loss new to this group keeps ``init``)."""
+        key = prefix + "log_vars"
+        extra = state_dict.get(prefix + "_extra_state")
+        if key in state_dict and isinstance(extra, dict) and isinstance(extra.get("slots"), dict):
+            saved, saved_slots = state_dict[key], extra["slots"]
+            mapped = self.log_vars.detach().clone()
+            for name, slot in self.slots.items():
+                if name in saved_slots:
+                    mapped[slot] = saved[saved_slots[name]]
+            state_dict[key] = mapped
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def spec_config(self) -> dict[str, Any]:
         """``init``."""

@@ -1,5 +1,6 @@
-# ruff: noqa: E501  (one-line docstrings explain each failure)
-"""Red-team 3: failing tests for the deferred writer, sink rewind, watch and balancers."""
+# ruff: noqa: E501  (one-line docstrings say what went wrong before the fix)
+"""Resumes and rollbacks at the edges: stray launcher variables, sink rewinds, watch,
+balancer state by name. Written by a red-team pass; each failed before its fix."""
 
 from __future__ import annotations
 
