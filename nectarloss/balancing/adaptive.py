@@ -65,6 +65,7 @@ class AdaptiveWeight(Balancer):
 
     REFERENCES = ("last_layer",)
     PER_MEMBER_STATE = False
+    TRANSIENT = ("_observed",)
 
     def __init__(
         self,

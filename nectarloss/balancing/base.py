@@ -49,6 +49,16 @@ class Balancer(nn.Module):
         #: The spec group it was built for (``None`` when made in Python).
         self.group: str | None = None
 
+    #: Per-step attributes holding graph tensors (a dict each): left out of copies and
+    #: pickles, which cannot take non-leaf tensors.
+    TRANSIENT: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # type: ignore[no-untyped-call]
+        for name in self.TRANSIENT:
+            state[name] = {}
+        return state
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self.REFERENCES:  # a model's parameter stays the model's
             self.__dict__[name] = value

@@ -50,6 +50,7 @@ class GradNorm(Balancer):
     #: Smallest task weight after an update.
     MIN_WEIGHT = 1e-6
     REFERENCES = ("shared",)
+    TRANSIENT = ("_pending",)
 
     def __init__(self, shared: Shared | None = None, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()

@@ -295,3 +295,30 @@ def test_show_header_names_the_balancer(
     main(["show", str(lm.log_path)])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("a:"))
     assert "DWA" in line, line
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "gradnorm"])
+def test_a_balancer_mid_step_can_be_deep_copied_and_pickled(kind: str) -> None:
+    """Their per-step graph tensors (non-leaf) made deepcopy and pickle raise."""
+    import copy
+    import pickle
+
+    net = nn.Linear(3, 3)
+    lm = LossManager(enable_logging=False)
+    lm.register_loss_fn("G_L1", nn.L1Loss())
+    balancer = (
+        AdaptiveWeight("G_L1", last_layer=net.weight)
+        if kind == "adaptive"
+        else GradNorm(shared=net.weight)
+    )
+    lm.register_loss_fn("G_GAN", nn.MSELoss(), balancer=balancer)
+    out = net(torch.randn(2, 3))
+    lm.compute_loss_xy("G_L1", out, torch.zeros(2, 3))
+    lm.compute_loss_xy("G_GAN", out, torch.ones(2, 3))
+    copied = copy.deepcopy(balancer)
+    assert copied.members == ["G_GAN"]
+    assert torch.equal(
+        copied.state_dict().get("task_weights", torch.ones(1)),
+        balancer.state_dict().get("task_weights", torch.ones(1)),
+    )
+    pickle.loads(pickle.dumps(balancer))
