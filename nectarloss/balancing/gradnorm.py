@@ -26,7 +26,7 @@ class GradNorm(Balancer):
 
     * ``G_i = w_i ||grad_W L_i||`` at the shared parameter ``W``, ``G = mean_i G_i``;
     * ``r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))``, with ``L_i(0)`` the first
-      value of each loss;
+      value of each loss in training (a first value of 0 counts as ``L_i / L_i(0) = 1``);
     * ``L_grad = sum_i |G_i - G r_i^alpha|`` (the target held constant), and one
       gradient step ``w <- w - lr dL_grad/dw``;
     * then ``w`` is clamped to ``>= 1e-6`` and renormalised to sum to ``K``.
@@ -142,7 +142,8 @@ class GradNorm(Balancer):
         with torch.no_grad():
             weights = self.task_weights
             g_norms = weights * norms
-            ratios = values / self.initial_losses
+            initial = self.initial_losses  # a first value of 0 gives no rate: ratio 1
+            ratios = torch.where(initial > 0, values / initial.clamp_min(1e-300), 1.0)
             relative = (ratios / ratios.mean()).to(weights.dtype)
             target = g_norms.mean() * relative**self.alpha
             # d/dw_i sum_j |w_j n_j - target_j| = sign(w_i n_i - target_i) n_i

@@ -133,3 +133,29 @@ def test_shared_must_be_set_and_arguments_checked() -> None:
         GradNorm(alpha=-1.0)
     with pytest.raises(ValueError, match="`lr` expected a finite float > 0"):
         GradNorm(lr=0.0)
+
+
+def test_a_first_loss_of_zero_counts_as_no_change(tmp_path) -> None:
+    """L_i(0) = 0 made the loss ratio inf, and the update meaningless (NaN targets)."""
+    lm, model, gradnorm = build(tmp_path)
+    for i in range(3):
+        out_a, out_b = model(torch.randn(4, 3))
+        target = out_a.detach() if i == 0 else torch.zeros(4, 1)  # "a" starts at exactly 0
+        lm.compute_loss_xy("a", out_a, target)
+        lm.compute_loss_xy("b", out_b, torch.ones(4, 2))
+        before = gradnorm.task_weights.clone()
+        raw = [nn.MSELoss()(out_a, target), nn.L1Loss()(out_b, torch.ones(4, 2))]
+        initial = torch.stack([torch.tensor(0.0), gradnorm.initial_losses[1].float()])
+        values = torch.stack([r.detach() for r in raw])
+        ratios = torch.where(initial > 0, values / initial.clamp_min(1e-30), torch.ones(()))
+        norms = torch.stack(
+            [torch.autograd.grad(r, model.trunk.weight, retain_graph=True)[0].norm() for r in raw]
+        )
+        g = before * norms
+        target_g = g.mean() * (ratios / ratios.mean()) ** ALPHA
+        new = (before - LR * torch.sign(g - target_g) * norms).clamp_min(GradNorm.MIN_WEIGHT)
+        expected = new * (2 / new.sum())
+        lm.balance_step()
+        assert torch.isfinite(gradnorm.task_weights).all()
+        torch.testing.assert_close(gradnorm.task_weights, expected, rtol=1e-5, atol=1e-7)
+    lm.close()
