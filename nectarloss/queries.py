@@ -99,21 +99,16 @@ class LossQueries:
                 select different losses.
         """
         entries = self._select(query)
+        values: list[Tensor | None] = []
+        weights: list[float] = []
+        for e in entries:
+            value, weight = e.last_value, e.applied_weight if weighted else None
+            if isinstance(weight, Tensor):  # a balanced loss's: multiplied on the device
+                value, weight = (None if value is None else value * weight), None
+            values.append(value)
+            weights.append(1.0 if weight is None else weight)
         host = values_to_host(
-            [e.name for e in entries],
-            [
-                e.last_value * e.last_applied  # a balanced loss: its weight is on the device
-                if weighted and e.last_value is not None and e.last_applied is not None
-                else e.last_value
-                for e in entries
-            ],
-            [
-                e.last_weight
-                if weighted and e.last_weight is not None and e.last_applied is None
-                else 1.0
-                for e in entries
-            ],
-            across_ranks=bool(sync) and is_distributed(),
+            [e.name for e in entries], values, weights, across_ranks=bool(sync) and is_distributed()
         )
         return {e.name: round(v, precision) for e, v in zip(entries, host, strict=True)}
 
@@ -128,10 +123,7 @@ class LossQueries:
         """
         out: dict[str, Tensor] = {}
         for e in self._select(query):
-            loss_map = e.last_loss_map
-            weight: float | Tensor | None = (
-                e.last_weight if e.last_applied is None else e.last_applied
-            )
+            loss_map, weight = e.last_loss_map, e.applied_weight
             if loss_map is not None:
                 out[e.name] = loss_map * weight if weighted and weight is not None else loss_map
         return out

@@ -292,6 +292,14 @@ class LMLoss:
         return described_loss
 
     @property
+    def applied_weight(self) -> float | Tensor | None:
+        """The weight applied at the latest call, as kept (``None`` before the first).
+
+        A host float, or for a balanced loss a detached 0-d device tensor.
+        """
+        return self.last_weight if self.last_applied is None else self.last_applied
+
+    @property
     def current_weight(self) -> float:
         """The weight applied at the latest call; before the first, the weight at time 0.
 
@@ -299,11 +307,10 @@ class LMLoss:
         balanced loss it is the weight applied at the latest call, read from the device
         (a sync); before the first call, the loss's own weight.
         """
-        if self.last_applied is not None:
-            return float(self.last_applied)
-        if self.last_weight is not None:
-            return self.last_weight
-        return self.weight_at(0, self.num_steps)
+        weight = self.applied_weight
+        if weight is None:
+            return self.weight_at(0, self.num_steps)
+        return float(weight)
 
     # -- the per-step path (never syncs) -------------------------------------------------
     def run(

@@ -204,8 +204,3 @@ class Balancer(nn.Module):
     def spec_config(self) -> dict[str, Any]:
         """The options a JSON spec writes for this balancer (besides ``name``/``group``)."""
         return {}
-
-    @staticmethod
-    def _zeros(size: int, like: Tensor | None, dtype: torch.dtype) -> Tensor:
-        device = None if like is None else like.device
-        return torch.zeros(size, dtype=dtype, device=device)

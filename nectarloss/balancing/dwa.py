@@ -70,12 +70,13 @@ class DWA(Balancer):
     weights: Tensor
 
     def _on_bind(self, name: str) -> None:
-        one = torch.ones(1, dtype=torch.float64, device=self.weights.device)
-        self.epoch_sums = torch.cat([self.epoch_sums, one * 0])
-        self.epoch_counts = torch.cat([self.epoch_counts, one * 0])
-        no_mean = one.expand(2, 1) * math.nan  # no epoch seen yet
+        device = self.weights.device
+        zero = torch.zeros(1, dtype=torch.float64, device=device)
+        no_mean = torch.full((2, 1), math.nan, dtype=torch.float64, device=device)  # none yet
+        self.epoch_sums = torch.cat([self.epoch_sums, zero])
+        self.epoch_counts = torch.cat([self.epoch_counts, zero])
         self.epoch_means = torch.cat([self.epoch_means, no_mean], dim=1)
-        self.weights = torch.cat([self.weights, one])
+        self.weights = torch.cat([self.weights, torch.ones_like(zero)])
 
     def _on_unbind(self, index: int) -> None:
         def drop(t: Tensor) -> Tensor:

@@ -208,11 +208,7 @@ def _load(first: _Doc, allow_imports: bool) -> dict[str, LMLoss]:
         except Problem as problem:
             failures.setdefault(doc.display, []).append((json_path(problem.loc), problem.detail))
     for name, (entry, doc) in merged.items():  # what a balancer reads must be in the spec
-        balancer = entry.balancer
-        references = getattr(balancer, "reference", None) if balancer is not None else None
-        if references is None:
-            continue
-        for ref in [references] if isinstance(references, str) else references:
+        for ref in [] if entry.balancer is None else entry.balancer.references():
             if ref not in merged or ref == name:
                 known = [n for n in merged if n != name]
                 failures.setdefault(doc.display, []).append(

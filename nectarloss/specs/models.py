@@ -407,6 +407,10 @@ class BalancerSpecBase(_Strict):
         """Constructor keywords (everything but ``name`` and ``group``)."""
         return self.model_dump(exclude={"name", "group"})
 
+    def references(self) -> list[str]:
+        """Other losses of the spec the balancer reads (none but for AdaptiveWeight)."""
+        return []
+
 
 class AdaptiveWeightSpec(BalancerSpecBase):
     """:class:`~nectarloss.balancing.AdaptiveWeight`: VQGAN's adaptive weight.
@@ -429,6 +433,10 @@ class AdaptiveWeightSpec(BalancerSpecBase):
     eval_factor: float = Field(
         default=_default(AdaptiveWeight, "eval_factor"), ge=0.0, allow_inf_nan=False
     )
+
+    def references(self) -> list[str]:
+        """The ``reference`` loss names."""
+        return [self.reference] if isinstance(self.reference, str) else list(self.reference)
 
 
 class UncertaintyWeightingSpec(BalancerSpecBase):
