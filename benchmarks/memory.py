@@ -129,7 +129,7 @@ def traced_recording(device: torch.device, steps: int, tmp: str) -> dict[str, An
             record["device_bytes"] = sum(e.history.nbytes for e in entries)
             record["capacity"] = steps
             record["weight_run_bytes"] = sum(e.history.weight_nbytes for e in entries)
-            record["staged_now"] = sum(len(e.history._staged) for e in entries)
+            record["staged_now"] = sum(e.history.num_staged for e in entries)
             manager.close()
         else:
             record["list_deep_bytes"] = sum(
@@ -166,7 +166,10 @@ def schedule_runs(
     # One more than the steps, so the buffers are measured full (not just flushed).
     lm = LossManager(Path(tmp) / "schedules", history_buffer_size=steps + 1)
     for name, schedule in cases.items():
-        lm.register_loss_fn(name, nn.L1Loss(), loss_weight=100.0, schedule=schedule)
+        if schedule is None:
+            lm.register_loss_fn(name, nn.L1Loss(), loss_weight=100.0)
+        else:
+            lm.register_loss_fn(name, nn.L1Loss(), schedule=schedule)
     for step in range(steps):
         epoch = step // steps_per_epoch
         for name in cases:  # "every call" gets a fractional epoch: a new weight each call

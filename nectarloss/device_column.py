@@ -60,6 +60,11 @@ class DeviceColumn:
         buffer = self._buffer
         return 0 if buffer is None else buffer.numel() * buffer.element_size()
 
+    @property
+    def num_staged(self) -> int:
+        """Values appended but not yet committed to the buffer."""
+        return len(self._staged)
+
     def append(self, value: Tensor) -> None:
         """Stage a 0-d tensor (no sync). Every :attr:`STAGE_SIZE` values are committed.
 

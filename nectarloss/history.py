@@ -413,6 +413,11 @@ class LMHistory:
         weights = self._device_weights
         return self._values.nbytes + (0 if weights is None else weights.nbytes)
 
+    @property
+    def num_staged(self) -> int:
+        """Values recorded but not yet stacked into the device buffer (< :attr:`STAGE_SIZE`)."""
+        return self._values.num_staged
+
     def __len__(self) -> int:
         return self.count
 

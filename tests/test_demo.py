@@ -307,6 +307,7 @@ def test_cli_demo_runs_from_config_file(tmp_path: Path) -> None:
     assert (out / "loss_log.jsonl").exists() and (out / "samples.png").exists()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_run_demo_cuda(tmp_path: Path) -> None:
     result = run_demo({**TINY, "experiment_dir": str(tmp_path), "device": "cuda"}, console=quiet())

@@ -432,6 +432,7 @@ def test_to_moves_modules(tmp_path: Path) -> None:
     assert "LossManager(losses=['a', 'b']" in repr(lm)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_values_stay_on_device(tmp_path: Path) -> None:
     lm = LossManager(tmp_path, device="cuda")

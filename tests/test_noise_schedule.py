@@ -225,6 +225,7 @@ def test_lookup_does_not_sync() -> None:
     assert counter.total == 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_lookup_without_sync() -> None:
     schedule = NoiseSchedule.scaled_linear().cuda()

@@ -24,6 +24,15 @@ def test_history_is_preallocated_float32_on_value_device() -> None:
     assert h.nbytes == 16 * 4
 
 
+def test_history_counts_staged_values_until_a_stage_commits() -> None:
+    h = LMHistory(capacity=300)
+    for i in range(LMHistory.STAGE_SIZE - 1):
+        h.record(torch.tensor(float(i)), 1.0, i)
+    assert h.num_staged == LMHistory.STAGE_SIZE - 1
+    h.record(torch.tensor(0.0), 1.0, LMHistory.STAGE_SIZE)
+    assert h.num_staged == 0 and len(h) == LMHistory.STAGE_SIZE
+
+
 def test_history_keeps_float64_values_in_float64() -> None:
     h = LMHistory(capacity=300)
     h.record(torch.tensor(0.5), 1.0, 0)

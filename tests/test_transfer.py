@@ -36,6 +36,7 @@ def test_tensors_to_host_keeps_float64_values() -> None:
     assert tensors_to_host([torch.tensor([third], dtype=torch.float64)]) == [[third]]
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_tensors_to_host_mixed_devices_copies_once_per_device() -> None:
     tensors = [

@@ -141,6 +141,7 @@ def test_shape_preserved() -> None:
     assert lambertw(x).shape == (2, 3, 4)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_without_sync() -> None:
     x = torch.tensor(_grid(torch.float32), dtype=torch.float32)

@@ -166,6 +166,7 @@ def test_kernel_is_not_in_state_dict_and_follows_dtype() -> None:
     assert "reduction='mean'" in repr(loss_fn)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("loss_cls", EDGE_LOSSES)
 def test_cuda(loss_cls: type[torch.nn.Module]) -> None:

@@ -124,6 +124,7 @@ def test_built_from_catalog() -> None:
     assert isinstance(loss_fn, Perceptual) and loss_fn.reduction == "none"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda() -> None:
     loss_fn = Perceptual(TinyNet("list"), reduction="none").cuda()

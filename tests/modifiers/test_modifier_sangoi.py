@@ -147,6 +147,7 @@ def test_half_precision_inputs_give_float32() -> None:
     assert Sangoi(SCHEDULE, upcast=False)(loss.half(), ctx).dtype == torch.float16
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_without_sync() -> None:
     loss, prediction, target, timesteps = _batch((4, 3, 8, 8))

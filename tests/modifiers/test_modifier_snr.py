@@ -163,6 +163,7 @@ def test_gradient_flows_through_loss_only() -> None:
     torch.testing.assert_close(grad, MinSNR(SCHEDULE).weight(TIMESTEPS))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     loss = torch.rand(5)

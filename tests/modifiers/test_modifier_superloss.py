@@ -203,6 +203,7 @@ def test_validation(kwargs: dict[str, object], error: type, match: str) -> None:
         SuperLoss(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_state_and_no_sync() -> None:
     modifier = SuperLoss("exp").cuda()
