@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from nectarloss.device_column import DeviceColumn
-from nectarloss.segment import DeviceSegment
+from nectarloss.segment import DeviceSegment, concrete_device
 from nectarloss.validation import check_weight
 
 __all__ = ["LMHistory"]
@@ -91,7 +91,7 @@ class LMHistory:
         self.count = 0
         self.first_step = 0
         self._flush_at = capacity
-        where = torch.device(device) if device is not None else None
+        where = concrete_device(device) if device is not None else None
         self._values = DeviceColumn(capacity, where)
         #: The weights applied, on the device, for a balanced loss (whose weight is a
         #: tensor); ``None`` keeps host weights in the two run arrays below.
@@ -150,6 +150,7 @@ class LMHistory:
         ``keep_latest`` (a manager without a log) differ.
         """
         dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        device = concrete_device(device)
         segment = self.segment
         if (
             segment is not None
@@ -236,7 +237,7 @@ class LMHistory:
 
     def to(self, device: torch.device | str) -> LMHistory:
         """Move the buffer (and any unflushed values) to ``device``. Returns ``self``."""
-        target = torch.device(device)
+        target = concrete_device(device)
         segment = self.segment
         if segment is not None:
             self._replace_segment(target, segment.values.dtype, segment.keep_latest)

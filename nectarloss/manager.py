@@ -41,6 +41,7 @@ from nectarloss.queries import LossQueries
 from nectarloss.records import LMHistory, LMLoss
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
+from nectarloss.segment import concrete_device
 from nectarloss.shutdown import track
 from nectarloss.sinks.base import Sink
 from nectarloss.validation import (
@@ -139,7 +140,7 @@ class LossManager(LossQueries):
         check_choice("nonfinite_check", nonfinite_check, ("flush", "step"))
         self.check_every_step = nonfinite_check == "step"
         self.check_timesteps = bool(check_timesteps)
-        self.device = torch.device(device) if device is not None else None
+        self.device = concrete_device(device) if device is not None else None
         self.enable_logging = bool(enable_logging)
         self._buffer_size = self._checked_buffer_size(history_buffer_size)
         #: Serialises each call's bookkeeping and each flush (re-entrant, so a signal
@@ -694,7 +695,7 @@ class LossManager(LossQueries):
     def to(self, device: str | torch.device) -> LossManager:
         """Move loss modules, modifiers and buffers (with unflushed values) to ``device``."""
         with self._lock:
-            self.device = torch.device(device)
+            self.device = concrete_device(device)
             for e in self._losses.values():
                 e.settle()
                 if isinstance(e.function, nn.Module):

@@ -17,7 +17,24 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["DeviceSegment"]
+__all__ = ["DeviceSegment", "concrete_device"]
+
+
+def concrete_device(device: str | torch.device) -> torch.device:
+    """``device`` as its tensors report it, the only form devices are compared in.
+
+    ``cuda`` becomes ``cuda:0`` (the current device) and ``cpu:0`` becomes ``cpu``.
+
+    Examples:
+        >>> concrete_device("cpu:0")
+        device(type='cpu')
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.index is None and device.type != "meta":
+        return torch.empty(0, device=device).device  # the backend's current device
+    return device
 
 
 class DeviceSegment:
@@ -63,7 +80,7 @@ class DeviceSegment:
         #: Keep only the latest value (a manager without a log): every value goes to slot 0.
         self.keep_latest = keep_latest
         #: Where the buffers live (kept as plain attributes: read at every eager call).
-        self.device = torch.device(device)
+        self.device = concrete_device(device)
         self.is_cuda = self.device.type == "cuda"
         slots = capacity + 1  # the last slot takes values past capacity
         self.values = torch.zeros(slots, dtype=dtype, device=device)

@@ -320,3 +320,27 @@ def test_a_history_read_between_compiled_and_eager_calls_keeps_steps_in_order(
     lm.compute_loss_xy("a", x, y, epoch=0)  # and so does the next eager call
     lm.close()
     assert read_log(tmp_path / "loss_log.jsonl").losses["a"].steps == list(range(6))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu:0",  # tensors say "cpu": the manager's device must compare equal to theirs
+        pytest.param(
+            "cuda",  # tensors say "cuda:0"
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+            ],
+        ),
+    ],
+)
+def test_a_device_named_with_or_without_index_compiles(tmp_path: Path, device: str) -> None:
+    torch.manual_seed(0)
+    data = [(torch.randn(4, 3, device=device), torch.randn(4, 3, device=device))] * 5
+    eager_lm = manager(tmp_path / "eager", device=device)
+    run(eager_lm, step_of(eager_lm), data, epochs=2)
+    lm = manager(tmp_path / "compiled", device=device)
+    run(lm, torch.compile(step_of(lm), fullgraph=True, backend="eager"), data, epochs=2)
+    assert counters["stats"]["unique_graphs"] <= 2
+    assert_same_log(tmp_path / "eager", tmp_path / "compiled", exact=False)

@@ -160,9 +160,10 @@ def test_cuda_matches_cpu_without_sync() -> None:
         extra={"mask": mask.cuda()},
     )
     modifier = Sangoi(NoiseSchedule.scaled_linear()).cuda()
+    cuda_loss = loss.cuda()  # a copy from the host is a sync: before the check
     torch.cuda.set_sync_debug_mode("error")
     try:
-        out = modifier(loss.cuda(), cuda_ctx)
+        out = modifier(cuda_loss, cuda_ctx)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(out.cpu(), Sangoi(SCHEDULE)(loss, cpu_ctx))

@@ -207,10 +207,11 @@ def test_validation(kwargs: dict[str, object], error: type, match: str) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_state_and_no_sync() -> None:
     modifier = SuperLoss("exp").cuda()
+    batches = [b.float().cuda() for b in (BATCH_1, BATCH_2)]  # copies from the host sync
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for batch in (BATCH_1, BATCH_2):
-            modifier(batch.float().cuda())
+        for batch in batches:
+            modifier(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert modifier.tau_train.device.type == "cuda"
