@@ -167,7 +167,8 @@ def run_case(
 def whole_command(log: Path, workdir: Path, src: Path | None, timeout: float) -> dict[str, Any]:
     """Wall time of ``python -m nectarloss.cli show LOG``, start-up and imports included."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(src) if src is not None else str(REPO)
+    first = str(src) if src is not None else str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [first, env.get("PYTHONPATH")]))
     start = time.perf_counter()
     try:
         done = subprocess.run(

@@ -34,7 +34,10 @@ def test_ddp_run_logs_each_step_once_from_rank_0(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
         check=False,
     )
     assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout, done.stderr
