@@ -212,6 +212,26 @@ class LossManager(LossQueries):
             log.sinks.append(checked)
         return checked
 
+    def remove_sink(self, sink: Sink) -> Sink:
+        """Stop feeding ``sink`` and close it; values still buffered never reach it.
+
+        Call :meth:`update_loss_log` first for the sink to get them.
+
+        Returns:
+            ``sink``.
+
+        Raises:
+            TypeError: ``sink`` is not a :class:`~nectarloss.sinks.Sink`.
+            ValueError: ``sink`` is not among :attr:`sinks`.
+        """
+        checked = self._checked_sinks([sink])[0]
+        with self._lock:
+            log = self._log
+            if log is None or not any(s is checked for s in log.sinks):
+                raise ValueError(f"LossManager: `sink` {checked.name} is not among the sinks.")
+            log.remove_sink(checked)
+        return checked
+
     @property
     def nonfinite(self) -> NonFinitePolicy:
         """What a flush does with NaN/Inf values: ``"warn"``, ``"raise"`` or ``"ignore"``."""

@@ -306,6 +306,12 @@ class RunLog:
             stacklevel=2,
         )
 
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop feeding ``sink``, then close it (what its ``close`` raises propagates)."""
+        self.sinks.remove(sink)
+        self._fed_sinks.discard(id(sink))
+        sink.close()
+
     def close_sinks(self) -> None:
         """Close every sink (one that raises is reported and dropped); they stay added."""
         for sink in list(self.sinks):

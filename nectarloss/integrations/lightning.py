@@ -66,7 +66,9 @@ class LossManagerCallback(Callback):
       often (twice per batch, in validation too, under ``accumulate_grad_batches``)
       keeps its own numbering, as in the JSONL log. Only the process that writes the
       log forwards (rank 0 under DDP), through the manager's sinks, so a logger that
-      raises is reported once and no longer fed.
+      raises is reported once and no longer fed. The forwarding sink is added at
+      ``on_train_start`` and removed at ``teardown``, so flushes after ``fit`` leave
+      the finalized loggers alone.
     * **Checkpoints**: ``on_save_checkpoint`` stores :meth:`LossManager.state_dict`
       under ``checkpoint[checkpoint_key]``; ``on_load_checkpoint`` restores it. With a
       manager built on the same directory with ``resume=True``,
@@ -134,6 +136,12 @@ class LossManagerCallback(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Flush what is left, before Lightning finalizes its loggers."""
         self.manager(pl_module).update_loss_log()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """After ``fit``: stop forwarding to the trainer's loggers (they are finalized)."""
+        lm = self._lm
+        if isinstance(lm, LossManager) and self._loggers in lm.sinks:
+            lm.remove_sink(self._loggers)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]

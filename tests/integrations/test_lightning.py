@@ -119,6 +119,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("reference")
     lm = make_manager(directory)
     fit(directory, lm, [])
+    # the loggers' forwarding is removed after fit (Lightning has finalized them)
+    assert [type(s).__name__ for s in lm.sinks] == ["TensorBoardSink"]
     lm.close()
     return directory
 

@@ -128,6 +128,25 @@ def test_nonfinite_values_reach_sinks_before_a_raising_policy(tmp_path: Path) ->
     lm.close()
 
 
+def test_remove_sink_stops_feeding_and_closes_it(tmp_path: Path) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn("a", nn.L1Loss())
+    kept, removed = lm.add_sink(Recorder()), lm.add_sink(Recorder())
+    lm.compute_loss_xy("a", torch.zeros(2), torch.ones(2))
+    lm.update_loss_log()
+    lm.compute_loss_xy("a", torch.zeros(2), torch.ones(2))  # buffered: not fed to it
+    assert lm.remove_sink(removed) is removed
+    assert lm.sinks == (kept,) and removed.closed == 1
+    lm.close()
+    assert [[c.steps for c in w] for w in removed.writes] == [[range(0, 1)]]
+    assert [[c.steps for c in w] for w in kept.writes] == [[range(0, 1)], [range(1, 2)]]
+    assert removed.closed == 1 and kept.closed == 1  # the manager closes only its own
+    with pytest.raises(ValueError, match=r"LossManager: `sink` Recorder is not among the sinks"):
+        lm.remove_sink(removed)
+    with pytest.raises(TypeError, match="expected nectarloss.sinks.Sink instances, got str"):
+        lm.remove_sink("tb")  # type: ignore[arg-type]
+
+
 def test_bad_sink_arguments() -> None:
     with pytest.raises(TypeError, match=r"LossManager: `sinks` expected a list"):
         LossManager(enable_logging=False, sinks=Recorder())  # type: ignore[arg-type]
