@@ -9,11 +9,12 @@ both kinds go through ``LossManager.init_from_spec``::
 
 JSON files go through one module per stage: :mod:`~nectarloss.specs.loader` reads them
 and follows ``extends``, :mod:`~nectarloss.specs.validate` checks them against the
-pydantic models in :mod:`~nectarloss.specs.models`, :mod:`~nectarloss.specs.build`
-turns each entry into an ``LMLoss``, and :mod:`~nectarloss.specs.dump` writes registered
-losses back as a spec. Every mistake raises one :class:`SpecError`
-(:mod:`~nectarloss.specs.errors`) naming the file, the JSON path and what was expected.
-:func:`spec_json_schema` gives the JSON Schema for editors.
+pydantic models (:mod:`~nectarloss.specs.models` and the ``*_models`` modules beside
+it), :mod:`~nectarloss.specs.build` turns each entry into an ``LMLoss``, and
+:mod:`~nectarloss.specs.dump` writes registered losses back as a spec. Every mistake
+raises one :class:`SpecError` (:mod:`~nectarloss.specs.errors`) naming the file, the
+JSON path and what was expected. :func:`spec_json_schema` gives the JSON Schema for
+editors.
 """
 
 from nectarloss.specs.build import build_noise_schedule

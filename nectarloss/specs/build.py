@@ -1,12 +1,12 @@
 """Build spec entries into :class:`~nectarloss.LMLoss` objects.
 
-Each validated :class:`~nectarloss.specs.models.LossSpec` becomes a loss module (from the
+Each validated :class:`~nectarloss.specs.loss_models.LossSpec` becomes a loss module (from the
 catalog, or an imported ``"package.module:Name"``), its :class:`~nectarloss.Schedule`,
 its modifiers and their noise schedules. A constructor that rejects its arguments is
 reported as a :class:`~nectarloss.specs.errors.Problem` at the entry's JSON path.
 
 Example:
-    >>> from nectarloss.specs.models import LossSpec
+    >>> from nectarloss.specs.loss_models import LossSpec
     >>> entry = build_entry("G_L1", LossSpec.model_validate({"loss": "L1Loss", "weight": 10}))
     >>> entry.function, entry.loss_weight
     (L1Loss(), 10.0)
@@ -33,14 +33,11 @@ from nectarloss.modifiers import Modifier
 from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
 from nectarloss.schedules import Schedule
+from nectarloss.specs.balancer_models import BalancerSpecBase
 from nectarloss.specs.errors import Loc, Problem, SpecError, json_path, show
-from nectarloss.specs.models import (
-    BalancerSpecBase,
-    LossSpec,
-    ModifierSpecBase,
-    NoiseScheduleSpec,
-    ScheduleSpec,
-)
+from nectarloss.specs.loss_models import LossSpec
+from nectarloss.specs.models import NoiseScheduleSpec, ScheduleSpec
+from nectarloss.specs.modifier_models import ModifierSpecBase
 from nectarloss.specs.validate import first_error, raise_validation
 
 __all__ = ["TENSOR_KWARGS", "build_entry", "build_noise_schedule"]

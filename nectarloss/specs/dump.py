@@ -26,9 +26,11 @@ from nectarloss.losses import find_loss_entry
 from nectarloss.losses.catalog import KEYWORD_KINDS, parameters_of
 from nectarloss.noise import NoiseSchedule
 from nectarloss.records import LMLoss
+from nectarloss.specs.balancer_models import BALANCER_SPECS
 from nectarloss.specs.build import build_noise
 from nectarloss.specs.errors import Loc, Problem, SpecError, json_path
-from nectarloss.specs.models import BALANCER_SPECS, MODIFIER_SPECS, NoiseScheduleSpec
+from nectarloss.specs.models import NoiseScheduleSpec
+from nectarloss.specs.modifier_models import MODIFIER_SPECS
 
 __all__ = ["dump_noise_schedule", "dump_spec"]
 

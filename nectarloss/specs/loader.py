@@ -41,9 +41,10 @@ import orjson
 
 from nectarloss.balancing import Balancer
 from nectarloss.records import LMLoss
+from nectarloss.specs.balancer_models import BalancerSpecBase
 from nectarloss.specs.build import build_entry
 from nectarloss.specs.errors import Problem, SpecError, did_you_mean, json_path
-from nectarloss.specs.models import BalancerSpecBase, LossSpec, SpecFile
+from nectarloss.specs.loss_models import LossSpec, SpecFile
 from nectarloss.specs.validate import validate_document
 
 __all__ = [

@@ -1,26 +1,20 @@
-"""Pydantic models of the JSON spec format (see ``DESIGN.md``, "JSON specs").
+"""Pydantic models of the JSON spec format (see ``DESIGN.md``, "JSON specs"): the base.
 
-Every model forbids unknown keys and validates strictly: a string is never read as a
-number and ``1.0`` is never read as an integer (an integer is accepted for a float).
-The models only describe and check a file; :mod:`nectarloss.specs.build` builds the
-loss modules, schedules and modifiers from them.
-
-Example:
-    >>> spec = SpecFile.model_validate(
-    ...     {"losses": {"G_L1": {"loss": "L1Loss", "weight": 100.0, "tags": ["G"]}}}
-    ... )
-    >>> entry = spec.losses["G_L1"]
-    >>> entry.loss, entry.weight, entry.tags, entry.modifiers
-    ('L1Loss', 100.0, ['G'], [])
+Every model forbids unknown keys and validates strictly (:class:`StrictModel`): a string
+is never read as a number and ``1.0`` is never read as an integer (an integer is accepted
+for a float). The models only describe and check a file; :mod:`nectarloss.specs.build`
+builds the loss modules, schedules and modifiers from them. This module holds the base
+and the schedule entries; :mod:`~nectarloss.specs.modifier_models`,
+:mod:`~nectarloss.specs.balancer_models` and :mod:`~nectarloss.specs.loss_models` (a
+loss entry and the whole file) build on it.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -31,16 +25,6 @@ from pydantic import (
     field_validator,
 )
 
-from nectarloss.balancing import DWA, AdaptiveWeight, Balancer, GradNorm, UncertaintyWeighting
-from nectarloss.losses import available_losses, loss_aliases
-from nectarloss.modifiers import (
-    P2,
-    DebiasedEstimation,
-    MinSNR,
-    Modifier,
-    Sangoi,
-    SuperLoss,
-)
 from nectarloss.schedules import (
     CURVES,
     Schedule,
@@ -49,39 +33,17 @@ from nectarloss.schedules import (
     check_milestones,
     check_window,
 )
-from nectarloss.specs.errors import show
-from nectarloss.validation import (
-    check_tags,
-    closest,
-    did_you_mean,
-    loss_name_problem,
-    weight_and_schedule_problem,
-)
 
 __all__ = [
-    "BALANCER_SPECS",
-    "MODIFIER_SPECS",
-    "AdaptiveWeightSpec",
-    "BalancerSpec",
-    "BalancerSpecBase",
-    "DWASpec",
-    "GradNormSpec",
-    "UncertaintyWeightingSpec",
+    "MAX_NOISE_STEPS",
     "NOISE_KINDS",
-    "DebiasedEstimationSpec",
-    "LossSpec",
-    "MinSNRSpec",
-    "ModifierSpec",
-    "ModifierSpecBase",
     "NoiseScheduleSpec",
-    "P2Spec",
-    "SangoiSpec",
     "ScheduleSpec",
-    "SpecFile",
-    "SuperLossSpec",
-    "closest",
+    "StrictModel",
+    "default_of",
     "is_import_path",
 ]
+
 
 #: Largest table a noise schedule in a spec may describe (protects against typos).
 MAX_NOISE_STEPS = 1_000_000
@@ -109,7 +71,7 @@ def is_import_path(name: str) -> bool:
     return bool(_IMPORT_PATH.match(name))
 
 
-def _default(cls: Callable[..., Any], name: str) -> Any:
+def default_of(cls: Callable[..., Any], name: str) -> Any:
     """The default of ``cls``'s constructor parameter ``name`` (keeps models in sync)."""
     default = inspect.signature(cls).parameters[name].default
     if default is inspect.Parameter.empty:  # pragma: no cover - a modifier changed
@@ -117,12 +79,14 @@ def _default(cls: Callable[..., Any], name: str) -> Any:
     return list(default) if isinstance(default, tuple) else default
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A model that forbids unknown keys and validates strictly."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ----------------------------------------------------------------------------- schedule
-class ScheduleSpec(_Strict):
+class ScheduleSpec(StrictModel):
     """A weight schedule: the JSON fields of :class:`nectarloss.Schedule`.
 
     Defaults are :class:`~nectarloss.Schedule`'s. ``current_value`` is accepted so that
@@ -185,7 +149,7 @@ class ScheduleSpec(_Strict):
 
 
 # ----------------------------------------------------------------------------- noise
-class NoiseScheduleSpec(_Strict):
+class NoiseScheduleSpec(StrictModel):
     """The diffusion noise schedule an SNR modifier looks timesteps up in.
 
     ``kind`` picks the :class:`~nectarloss.noise.NoiseSchedule` constructor:
@@ -248,341 +212,4 @@ class NoiseScheduleSpec(_Strict):
                 f"expected no {info.field_name} for kind {kind!r} (only for "
                 f"{' and '.join(_BETA_KINDS)}), got {value}"
             )
-        return value
-
-
-# ----------------------------------------------------------------------------- modifiers
-_PredictionType = Literal["epsilon", "v_prediction", "sample"]
-
-
-class ModifierSpecBase(_Strict):
-    """Fields every modifier entry has; subclasses name the modifier class."""
-
-    #: The modifier class the entry builds.
-    modifier_class: ClassVar[type[Modifier]]
-    #: Whether the constructor takes a ``noise_schedule``.
-    uses_noise_schedule: ClassVar[bool] = False
-
-    def modifier_kwargs(self) -> dict[str, Any]:
-        """Constructor keywords other than ``noise_schedule`` (tuples for pairs)."""
-        out = self.model_dump(exclude={"name", "noise_schedule"})
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
-
-
-class SuperLossSpec(ModifierSpecBase):
-    """:class:`~nectarloss.modifiers.SuperLoss`: per-sample confidence weighting."""
-
-    model_config = ConfigDict(title="SuperLoss")
-    modifier_class: ClassVar[type[Modifier]] = SuperLoss
-
-    name: Literal["SuperLoss"]
-    threshold: float | Literal["exp", "global"] = Field(
-        default=_default(SuperLoss, "threshold"),
-        description='A finite constant tau (e.g. log(num_classes)), "exp" or "global".',
-    )
-    regularization: float = Field(
-        default=_default(SuperLoss, "regularization"), gt=0.0, allow_inf_nan=False
-    )
-    momentum: float = Field(default=_default(SuperLoss, "momentum"), gt=0.0, le=1.0)
-    sync_ranks: bool = Field(
-        default=_default(SuperLoss, "sync_ranks"),
-        description="Average batch means across DDP ranks (needs torch.distributed).",
-    )
-    use_compile: bool = Field(
-        default=_default(SuperLoss, "use_compile"),
-        description="Fuse the math with torch.compile (the first call compiles).",
-    )
-
-    @field_validator("threshold", mode="before")
-    @classmethod
-    def _check_threshold(cls, value: object) -> object:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(value):
-                return value
-        if isinstance(value, str) and value in ("exp", "global"):
-            return value
-        raise ValueError(f"expected a finite number, 'exp' or 'global', got {show(value)}")
-
-
-class _SNRSpecBase(ModifierSpecBase):
-    uses_noise_schedule: ClassVar[bool] = True
-
-    noise_schedule: NoiseScheduleSpec
-
-    @field_validator("snr_range", check_fields=False)
-    @classmethod
-    def _check_range(cls, value: list[float]) -> list[float]:
-        if not 0.0 <= value[0] < value[1]:
-            raise ValueError(f"expected [low, high] with 0 <= low < high, got {value}")
-        return value
-
-
-class MinSNRSpec(_SNRSpecBase):
-    """:class:`~nectarloss.modifiers.MinSNR`: min-SNR-gamma weighting."""
-
-    model_config = ConfigDict(title="MinSNR")
-    modifier_class: ClassVar[type[Modifier]] = MinSNR
-
-    name: Literal["MinSNR"]
-    gamma: float = Field(default=_default(MinSNR, "gamma"), gt=0.0, allow_inf_nan=False)
-    prediction: _PredictionType = _default(MinSNR, "prediction")
-
-
-class DebiasedEstimationSpec(_SNRSpecBase):
-    """:class:`~nectarloss.modifiers.DebiasedEstimation`: ``1 / sqrt(SNR)`` weighting."""
-
-    model_config = ConfigDict(title="DebiasedEstimation")
-    modifier_class: ClassVar[type[Modifier]] = DebiasedEstimation
-
-    name: Literal["DebiasedEstimation"]
-    prediction: _PredictionType = _default(DebiasedEstimation, "prediction")
-    snr_range: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        default=_default(DebiasedEstimation, "snr_range"), min_length=2, max_length=2
-    )
-
-
-class P2Spec(_SNRSpecBase):
-    """:class:`~nectarloss.modifiers.P2`: perception-prioritised weighting."""
-
-    model_config = ConfigDict(title="P2")
-    modifier_class: ClassVar[type[Modifier]] = P2
-
-    name: Literal["P2"]
-    gamma: float = Field(default=_default(P2, "gamma"), gt=0.0, allow_inf_nan=False)
-    k: float = Field(default=_default(P2, "k"), gt=0.0, allow_inf_nan=False)
-
-
-class SangoiSpec(_SNRSpecBase):
-    """:class:`~nectarloss.modifiers.Sangoi`: accuracy- and difficulty-aware weighting."""
-
-    model_config = ConfigDict(title="Sangoi")
-    modifier_class: ClassVar[type[Modifier]] = Sangoi
-
-    name: Literal["Sangoi"]
-    eps: float = Field(default=_default(Sangoi, "eps"), gt=0.0, allow_inf_nan=False)
-    snr_range: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        default=_default(Sangoi, "snr_range"), min_length=2, max_length=2
-    )
-    sign_safe: bool = _default(Sangoi, "sign_safe")
-    upcast: bool = _default(Sangoi, "upcast")
-    detach: bool = _default(Sangoi, "detach")
-    reference_exact: bool = _default(Sangoi, "reference_exact")
-    mask_key: str | None = _default(Sangoi, "mask_key")
-    use_compile: bool = _default(Sangoi, "use_compile")
-
-
-#: One modifier entry, chosen by its ``name``.
-ModifierSpec = Annotated[
-    SuperLossSpec | MinSNRSpec | DebiasedEstimationSpec | P2Spec | SangoiSpec,
-    Field(discriminator="name"),
-]
-
-#: Modifier entry models by modifier name.
-MODIFIER_SPECS: dict[str, type[ModifierSpecBase]] = {
-    "SuperLoss": SuperLossSpec,
-    "MinSNR": MinSNRSpec,
-    "DebiasedEstimation": DebiasedEstimationSpec,
-    "P2": P2Spec,
-    "Sangoi": SangoiSpec,
-}
-
-
-# ----------------------------------------------------------------------------- balancers
-class BalancerSpecBase(_Strict):
-    """Fields every balancer entry has; subclasses name the balancer class."""
-
-    #: The balancer class the entry builds.
-    balancer_class: ClassVar[type[Balancer]]
-
-    group: str | None = Field(
-        default=None,
-        min_length=1,
-        description=(
-            "Entries naming the same group share one balancer, which balances them "
-            "together; their balancer entries must then be identical."
-        ),
-    )
-
-    def balancer_kwargs(self) -> dict[str, Any]:
-        """Constructor keywords (everything but ``name`` and ``group``)."""
-        return self.model_dump(exclude={"name", "group"})
-
-    def references(self) -> list[str]:
-        """Other losses of the spec the balancer reads (none but for AdaptiveWeight)."""
-        return []
-
-
-class AdaptiveWeightSpec(BalancerSpecBase):
-    """:class:`~nectarloss.balancing.AdaptiveWeight`: VQGAN's adaptive weight.
-
-    ``last_layer`` is a parameter, so it is set in Python after loading
-    (``lm.get_registered_losses(strip=False)[name].balancer.last_layer = ...``).
-    """
-
-    model_config = ConfigDict(title="AdaptiveWeight")
-    balancer_class: ClassVar[type[Balancer]] = AdaptiveWeight
-
-    name: Literal["AdaptiveWeight"]
-    reference: str | list[str] = Field(
-        description="The reference loss name, or several whose sum is used."
-    )
-    eps: float = Field(default=_default(AdaptiveWeight, "eps"), gt=0.0, allow_inf_nan=False)
-    max_factor: float = Field(
-        default=_default(AdaptiveWeight, "max_factor"), gt=0.0, allow_inf_nan=False
-    )
-    eval_factor: float = Field(
-        default=_default(AdaptiveWeight, "eval_factor"), ge=0.0, allow_inf_nan=False
-    )
-
-    def references(self) -> list[str]:
-        """The ``reference`` loss names."""
-        return [self.reference] if isinstance(self.reference, str) else list(self.reference)
-
-
-class UncertaintyWeightingSpec(BalancerSpecBase):
-    """:class:`~nectarloss.balancing.UncertaintyWeighting`: learned log variances."""
-
-    model_config = ConfigDict(title="UncertaintyWeighting")
-    balancer_class: ClassVar[type[Balancer]] = UncertaintyWeighting
-
-    name: Literal["UncertaintyWeighting"]
-    init: float = Field(default=_default(UncertaintyWeighting, "init"), allow_inf_nan=False)
-
-
-class DWASpec(BalancerSpecBase):
-    """:class:`~nectarloss.balancing.DWA`: dynamic weight average."""
-
-    model_config = ConfigDict(title="DWA")
-    balancer_class: ClassVar[type[Balancer]] = DWA
-
-    name: Literal["DWA"]
-    temperature: float = Field(default=_default(DWA, "temperature"), gt=0.0, allow_inf_nan=False)
-
-
-class GradNormSpec(BalancerSpecBase):
-    """:class:`~nectarloss.balancing.GradNorm` (``shared`` is set in Python after loading)."""
-
-    model_config = ConfigDict(title="GradNorm")
-    balancer_class: ClassVar[type[Balancer]] = GradNorm
-
-    name: Literal["GradNorm"]
-    alpha: float = Field(default=_default(GradNorm, "alpha"), ge=0.0, allow_inf_nan=False)
-    lr: float = Field(default=_default(GradNorm, "lr"), gt=0.0, allow_inf_nan=False)
-
-
-#: One balancer entry, chosen by its ``name``.
-BalancerSpec = Annotated[
-    AdaptiveWeightSpec | UncertaintyWeightingSpec | DWASpec | GradNormSpec,
-    Field(discriminator="name"),
-]
-
-#: Balancer entry models by balancer name.
-BALANCER_SPECS: dict[str, type[BalancerSpecBase]] = {
-    "AdaptiveWeight": AdaptiveWeightSpec,
-    "UncertaintyWeighting": UncertaintyWeightingSpec,
-    "DWA": DWASpec,
-    "GradNorm": GradNormSpec,
-}
-
-
-# ----------------------------------------------------------------------------- losses
-class LossSpec(_Strict):
-    """One loss entry: a catalog loss with its weight, schedule, tags and modifiers.
-
-    With ``modifiers`` the loss is built with ``reduction="none"`` (when its factory
-    takes ``reduction``), since modifiers work on the per-sample loss.
-    """
-
-    model_config = ConfigDict(title="Loss")
-
-    loss: str = Field(
-        description=(
-            "A catalog name (torch class names such as L1Loss, MSELoss, "
-            "BCEWithLogitsLoss, TripletMarginLoss, our Sobel, Laplacian, Perceptual, "
-            "anything added with @register_loss, or an alias such as L1), or "
-            '"package.module:Name" when the loader is called with allow_imports=True.'
-        )
-    )
-    kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Constructor keyword arguments of the loss."
-    )
-    weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
-    schedule: ScheduleSpec | None = None
-    tags: list[str] = Field(default_factory=list)
-    modifiers: list[ModifierSpec] = Field(default_factory=list)
-    balancer: BalancerSpec | None = None
-
-    @field_validator("loss")
-    @classmethod
-    def _check_loss(cls, value: str, info: ValidationInfo) -> str:
-        known = available_losses()
-        aliases = loss_aliases()
-        if value in known or value in aliases:
-            return value
-        if is_import_path(value):
-            allow = bool(info.context.get("allow_imports")) if info.context else False
-            if not allow:
-                raise ValueError(
-                    f"expected a catalog loss name, got the import path {value!r}; a spec "
-                    "imports Python code only when the caller opts in with "
-                    "load_spec(..., allow_imports=True)"
-                )
-            return value
-        raise ValueError(
-            f"expected a loss name from the catalog, got {value!r}"
-            f"{did_you_mean(value, known + list(aliases))}; see "
-            "nectarloss.losses.available_losses()"
-        )
-
-    @field_validator("schedule")
-    @classmethod
-    def _check_one_weight(cls, value: ScheduleSpec | None, info: ValidationInfo) -> object:
-        weight = info.data.get("weight")  # absent when it failed its own check
-        problem = None if weight is None else weight_and_schedule_problem(weight, value is not None)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _check_tags(cls, value: list[str]) -> list[str]:
-        try:
-            return check_tags("", value)
-        except ValueError as exc:  # the spec error names the JSON path; keep the detail
-            raise ValueError(str(exc).removeprefix(": `tags` ").rstrip(".")) from None
-
-
-class SpecFile(_Strict):
-    """A whole spec file.
-
-    Additions to the format in ``DESIGN.md``: the optional ``"$schema"`` (a JSON
-    Schema reference for editors, ignored) and ``"description"`` (free text) keys.
-    """
-
-    model_config = ConfigDict(title="nectarloss loss spec", populate_by_name=False)
-
-    schema_: str | None = Field(
-        default=None,
-        alias="$schema",
-        description="Optional JSON Schema reference for editors; ignored by the loader.",
-    )
-    description: str | None = Field(default=None, description="Free text; ignored.")
-    extends: str | None = Field(
-        default=None,
-        min_length=1,
-        description=(
-            "A shipped spec name (e.g. pix2pix_basic) or a path ending in .json, relative "
-            "to this file. Entries here replace inherited entries of the same name "
-            "wholesale; null removes an inherited entry."
-        ),
-    )
-    losses: dict[str, LossSpec | None] = Field(default_factory=dict)
-
-    @field_validator("losses")
-    @classmethod
-    def _check_names(cls, value: dict[str, LossSpec | None]) -> dict[str, LossSpec | None]:
-        for name in value:
-            why = loss_name_problem(name)
-            if why is not None:
-                raise ValueError(f"expected loss names {why}, got {name!r}")
         return value

@@ -1,7 +1,7 @@
 """Validate a spec document against the models and explain what pydantic rejected.
 
 :func:`validate_document` checks a parsed JSON value with
-:class:`~nectarloss.specs.models.SpecFile`; :func:`raise_validation` turns each pydantic
+:class:`~nectarloss.specs.loss_models.SpecFile`; :func:`raise_validation` turns each pydantic
 error into a ``(json_path, detail)`` problem of one :class:`~nectarloss.specs.SpecError`,
 with the keys a model accepts and the closest valid names.
 
@@ -21,15 +21,11 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from nectarloss.specs.balancer_models import BALANCER_SPECS
 from nectarloss.specs.errors import Loc, SpecError, did_you_mean, json_path, show
-from nectarloss.specs.models import (
-    BALANCER_SPECS,
-    MODIFIER_SPECS,
-    LossSpec,
-    NoiseScheduleSpec,
-    ScheduleSpec,
-    SpecFile,
-)
+from nectarloss.specs.loss_models import LossSpec, SpecFile
+from nectarloss.specs.models import NoiseScheduleSpec, ScheduleSpec
+from nectarloss.specs.modifier_models import MODIFIER_SPECS
 
 __all__ = ["first_error", "raise_validation", "spec_json_schema", "validate_document"]
 

@@ -31,7 +31,7 @@ from nectarloss.specs import (
 )
 from nectarloss.specs.errors import json_path
 from nectarloss.specs.loader import SHIPPED_DIR
-from nectarloss.specs.models import MODIFIER_SPECS
+from nectarloss.specs.modifier_models import MODIFIER_SPECS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (
