@@ -38,7 +38,7 @@ from nectarloss.log import (
 )
 from nectarloss.modifiers.base import Modifier
 from nectarloss.queries import LossQueries
-from nectarloss.records import LMHistory, LMLoss
+from nectarloss.records import LMHistory, LMLoss, traced_epoch
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
 from nectarloss.segment import concrete_device
@@ -448,8 +448,8 @@ class LossManager(LossQueries):
         loss's own (see :meth:`LMLoss.run`).
         """
         if torch.compiler.is_compiling():  # no host checks, no host reads: see LMLoss.run
-            if epoch is not None:
-                self._epoch = epoch  # a store, replayed after the graph: no guard
+            if epoch is not None:  # checked as in eager (a range guard, not a value guard)
+                self._epoch = traced_epoch(entry.name, epoch)  # a store: no guard
             return entry.run(
                 inputs, epoch, timesteps, context, lock=contextlib.nullcontext(), weight=weight
             )[0]

@@ -32,7 +32,7 @@ from nectarloss.validation import (
     weight_and_schedule_problem,
 )
 
-__all__ = ["LMHistory", "LMLoss", "check_weight"]
+__all__ = ["LMHistory", "LMLoss", "check_weight", "traced_epoch"]
 
 
 def _on_device(history: LMHistory) -> bool:
@@ -47,7 +47,7 @@ def _on_device(history: LMHistory) -> bool:
     return segment is not None and segment.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
-def _traced_epoch(owner: str, epoch: object) -> float:
+def traced_epoch(owner: str, epoch: object) -> float:
     """``epoch``, checked as ``check_epoch`` does, in a form a compiled step can trace.
 
     A comparison of a dynamic int is a guard on its range, not on its value, so it
@@ -432,7 +432,7 @@ class LMLoss:
         elif schedule is None:
             applied = aux = self.loss_weight
         elif schedule.unit == "epoch":
-            t = torch.zeros((), dtype=torch.float64, device=segment.device) + _traced_epoch(
+            t = torch.zeros((), dtype=torch.float64, device=segment.device) + traced_epoch(
                 self.name, epoch
             )
             applied = schedule.value_tensor(t)
