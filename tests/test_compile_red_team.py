@@ -162,15 +162,9 @@ NOISE = NoiseSchedule.linear(100)
         pytest.param(lambda: MinSNR(NOISE), id="MinSNR"),
         pytest.param(lambda: DebiasedEstimation(NOISE), id="DebiasedEstimation"),
         pytest.param(lambda: P2(NOISE), id="P2"),
-        pytest.param(
-            lambda: Sangoi(NOISE),
-            id="Sangoi",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="dynamic=True makes module float attributes SymFloats; Sangoi.forward "
-                "re-checks `eps` with math.isfinite, which Dynamo cannot trace",
-            ),
-        ),
+        # dynamic=True makes module float attributes SymFloats: Sangoi.forward re-checked
+        # `eps` with math.isfinite, which Dynamo cannot trace
+        pytest.param(lambda: Sangoi(NOISE), id="Sangoi"),
         pytest.param(
             lambda: SuperLoss("exp"),
             id="SuperLoss",
@@ -204,3 +198,22 @@ def test_modifiers_compile_with_dynamic_true(tmp_path: Path, modifier: Any) -> N
         lm.close()
         logs.append(tmp_path / mode)
     same_log(*logs)
+
+
+def test_sangoi_in_a_compiled_step_still_refuses_a_mask_with_reference_exact(
+    tmp_path: Path,
+) -> None:
+    lm = LossManager(tmp_path)
+    lm.register_loss_fn(
+        "s", nn.MSELoss(reduction="none"), modifiers=[Sangoi(NOISE, reference_exact=True)]
+    )
+    x, t = torch.randn(2, 3), torch.tensor([1, 2])
+    step = torch.compile(
+        lambda x, y, t, m: lm.compute_loss_xy("s", x, y, epoch=0, timesteps=t, mask=m),
+        fullgraph=True,
+        backend="eager",
+        dynamic=True,
+    )
+    with pytest.raises(Exception, match="`mask` expected None with reference_exact=True"):
+        step(x, x, t, torch.ones(2, 3))
+    lm.close()
