@@ -59,6 +59,11 @@ def traced_epoch(owner: str, epoch: object) -> float:
             "schedule is per epoch, and the manager's latest epoch is host state); pass "
             "epoch=... to each call."
         )
+    if type(epoch).__module__ == "numpy":  # Dynamo traces it as an array (device data)
+        raise TypeError(
+            f"{owner}: `epoch` expected an int or a float in a compiled or captured step, "
+            "got a NumPy number; pass int(epoch) or float(epoch)."
+        )
     if isinstance(epoch, (bool, Tensor)) or not isinstance(epoch, (int, float, torch.SymInt)):
         raise TypeError(f"{owner}: `epoch` expected an int or a float, got {type(epoch).__name__}.")
     if not epoch >= 0:  # NaN fails it too

@@ -126,6 +126,23 @@ def test_a_bad_epoch_raises_in_a_compiled_step_whatever_the_loss(
     lm.close()
 
 
+@pytest.mark.parametrize("name", ["constant", "by_epoch"])
+def test_a_numpy_epoch_in_a_compiled_step_is_refused_clearly(tmp_path: Path, name: str) -> None:
+    """Dynamo traces it as an array: it was stored as the manager's epoch (a NumPy
+    scalar in state_dict, which torch.load(weights_only=True) refuses), or refused as
+    "got ndarray"."""
+    np = pytest.importorskip("numpy")
+    lm = manager(tmp_path)
+    x, y = torch.zeros(3), torch.ones(3)
+    step = torch.compile(
+        lambda x, y, e: lm.compute_loss_xy(name, x, y, epoch=e), fullgraph=True, backend="eager"
+    )
+    with pytest.raises(Exception, match=f"{name}: `epoch` .* got a NumPy number; pass int"):
+        step(x, y, np.int64(1))
+    assert lm.state_dict()["epoch"] == 0
+    lm.close()
+
+
 def test_nectargan_scheduled_loss_in_a_compiled_step_is_refused_clearly(tmp_path: Path) -> None:
     """It compiled at the first epoch, then failed with Dynamo's BUILD_STRING error."""
     from nectarloss.compat.nectargan import LossManager as NectarGANManager
