@@ -450,9 +450,12 @@ class LossManager(LossQueries):
         if torch.compiler.is_compiling():  # no host checks, no host reads: see LMLoss.run
             if epoch is not None:  # checked as in eager (a range guard, not a value guard)
                 self._epoch = traced_epoch(entry.name, epoch)  # a store: no guard
-            return entry.run(
+            weighted = entry.run(
                 inputs, epoch, timesteps, context, lock=contextlib.nullcontext(), weight=weight
             )[0]
+            for watcher in self._watchers.get(entry.name, ()):  # for a balanced loss outside
+                watcher.observe(entry.name, weighted)  # a store, replayed after the graph
+            return weighted
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
         if entry.balancer is not None:

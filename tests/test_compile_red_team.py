@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch._dynamo.utils import counters
 
-from nectarloss import LossManager, Schedule, read_log
+from nectarloss import AdaptiveWeight, LossManager, Schedule, read_log
 from nectarloss.modifiers import P2, DebiasedEstimation, MinSNR, Sangoi, SuperLoss
 from nectarloss.noise import NoiseSchedule
 
@@ -229,3 +229,39 @@ def test_sangoi_in_a_compiled_step_still_refuses_a_mask_with_reference_exact(
     with pytest.raises(Exception, match="`mask` expected None with reference_exact=True"):
         step(x, x, t, torch.ones(2, 3))
     lm.close()
+
+
+def test_a_reference_computed_in_a_compiled_step_feeds_a_balanced_loss_outside(
+    tmp_path: Path,
+) -> None:
+    """The error says to compute a balanced loss outside; its AdaptiveWeight then said the
+    reference, computed inside, "was not computed in this step"."""
+    torch.manual_seed(0)
+    data = [(torch.randn(4, 3), torch.randn(4, 3)) for _ in range(5)]
+    for mode in ("eager", "compiled"):
+        torch.manual_seed(0)
+        gen = nn.Linear(3, 3)
+        lm = LossManager(tmp_path / mode)
+        lm.register_loss_fn("G_L1", nn.L1Loss(), loss_weight=10.0)
+        lm.register_loss_fn(
+            "G_GAN", nn.MSELoss(), balancer=AdaptiveWeight(reference="G_L1", last_layer=gen.weight)
+        )
+
+        def generate(
+            x: Tensor, y: Tensor, lm: LossManager = lm, gen: nn.Linear = gen
+        ) -> tuple[Tensor, Tensor]:
+            out = gen(x)
+            return out, lm.compute_loss_xy("G_L1", out, y, epoch=0)
+
+        fn = (
+            torch.compile(generate, fullgraph=True, backend="eager")
+            if mode == "compiled"
+            else generate
+        )
+        for x, y in data:
+            out, l1 = fn(x, y)
+            (l1 + lm.compute_loss_xy("G_GAN", out, torch.zeros_like(out), epoch=0)).backward()
+            gen.zero_grad()
+        lm.close()
+    assert counters["stats"]["unique_graphs"] <= 2  # one more once the reference is seen
+    same_log(tmp_path / "eager", tmp_path / "compiled")
