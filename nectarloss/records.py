@@ -266,6 +266,12 @@ class LMLoss:
 
         Afterwards ``num_steps``, ``last_value`` and ``last_weight`` are up to date.
         """
+        if torch.compiler.is_compiling():
+            raise RuntimeError(
+                f"{self.name}: queries, flushes and state_dict read values back to the host, "
+                "so they cannot run inside a compiled step; call it outside the compiled "
+                "region."
+            )
         history = self.history
         segment = history.segment
         if segment is None:

@@ -265,3 +265,26 @@ def test_a_reference_computed_in_a_compiled_step_feeds_a_balanced_loss_outside(
         lm.close()
     assert counters["stats"]["unique_graphs"] <= 2  # one more once the reference is seen
     same_log(tmp_path / "eager", tmp_path / "compiled")
+
+
+@pytest.mark.parametrize("call", ["get_loss_values", "state_dict", "update_loss_log", "close"])
+def test_a_query_or_flush_inside_a_compiled_step_says_so(tmp_path: Path, call: str) -> None:
+    """fullgraph=True said "Could not guard on data-dependent expression u0 > Min(1000,
+    u0)", "Attempted to call function marked as skipped" (time.perf_counter) or
+    "Unsupported context manager" (the manager's lock)."""
+    lm = manager(tmp_path)
+    x, y = torch.zeros(3), torch.ones(3)
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        loss = lm.compute_loss_xy("constant", x, y, epoch=0)
+        getattr(lm, call)()
+        return loss
+
+    with pytest.raises(Exception, match="cannot run inside a compiled step; call it"):
+        torch.compile(step, fullgraph=True, backend="eager")(x, y)
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="eager")  # a graph break: it runs outside
+    for _ in range(3):
+        compiled(x, y)
+    lm.close()
+    assert read_log(tmp_path / "loss_log.jsonl").losses["constant"].steps == [0, 1, 2]
