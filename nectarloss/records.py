@@ -269,7 +269,7 @@ class LMLoss:
         if torch.compiler.is_compiling():
             raise RuntimeError(
                 f"{self.name}: queries, flushes and state_dict read values back to the host, "
-                "so they cannot run inside a compiled step; call it outside the compiled "
+                "so they cannot run inside a compiled step; call them outside the compiled "
                 "region."
             )
         history = self.history
