@@ -38,7 +38,7 @@ from nectarloss.log import (
 )
 from nectarloss.modifiers.base import Modifier
 from nectarloss.queries import LossQueries
-from nectarloss.records import LMHistory, LMLoss
+from nectarloss.records import LMHistory, LMLoss, traced_epoch
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
 from nectarloss.segment import concrete_device
@@ -56,6 +56,15 @@ from nectarloss.validation import (
 __all__ = ["LossManager"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
+
+
+def _outside_compiled(method: str) -> None:
+    """Raise a clear error if ``method`` (it reads values back or writes) is being compiled."""
+    if torch.compiler.is_compiling():
+        raise RuntimeError(
+            f"LossManager: {method} reads values back to the host, so it cannot run inside "
+            "a compiled step; call it outside the compiled region."
+        )
 
 
 class LossManager(LossQueries):
@@ -468,11 +477,14 @@ class LossManager(LossQueries):
         loss's own (see :meth:`LMLoss.run`).
         """
         if torch.compiler.is_compiling():  # no host checks, no host reads: see LMLoss.run
-            if epoch is not None:
-                self._epoch = epoch  # a store, replayed after the graph: no guard
-            return entry.run(
+            if epoch is not None:  # checked as in eager (a range guard, not a value guard)
+                self._epoch = traced_epoch(entry.name, epoch)  # a store: no guard
+            weighted = entry.run(
                 inputs, epoch, timesteps, context, lock=contextlib.nullcontext(), weight=weight
             )[0]
+            for watcher in self._watchers.get(entry.name, ()):  # for a balanced loss outside
+                watcher.observe(entry.name, weighted)  # a store, replayed after the graph
+            return weighted
         if epoch is not None:
             self._epoch = check_epoch(entry.name, epoch)
         if entry.balancer is not None:
@@ -595,6 +607,7 @@ class LossManager(LossQueries):
         Raises:
             LogWriteError: The write failed; nothing buffered is lost.
         """
+        _outside_compiled("update_loss_log")
         start = time.perf_counter()
         count = self._flush(list(self._losses.values())) if self.enable_logging else 0
         if silent:
@@ -647,6 +660,7 @@ class LossManager(LossQueries):
         load it with ``torch.load(..., weights_only=True)``.
         Taking it copies each unflushed buffer to the host once.
         """
+        _outside_compiled("state_dict")
         with self._lock:  # no call or flush changes the buffers while they are copied
             for entry in self._losses.values():
                 entry.settle()
@@ -695,6 +709,7 @@ class LossManager(LossQueries):
         with the unwritten values. Sinks are closed after the flush (they reopen at the
         next one).
         """
+        _outside_compiled("close")
         self._flush(list(self._losses.values()))
         if self._log is not None:
             self._log.close_sinks()

@@ -32,7 +32,7 @@ from nectarloss.validation import (
     weight_and_schedule_problem,
 )
 
-__all__ = ["LMHistory", "LMLoss", "check_weight"]
+__all__ = ["LMHistory", "LMLoss", "check_weight", "traced_epoch"]
 
 
 def _on_device(history: LMHistory) -> bool:
@@ -47,7 +47,7 @@ def _on_device(history: LMHistory) -> bool:
     return segment is not None and segment.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
-def _traced_epoch(owner: str, epoch: object) -> float:
+def traced_epoch(owner: str, epoch: object) -> float:
     """``epoch``, checked as ``check_epoch`` does, in a form a compiled step can trace.
 
     A comparison of a dynamic int is a guard on its range, not on its value, so it
@@ -58,6 +58,11 @@ def _traced_epoch(owner: str, epoch: object) -> float:
             f"{owner}: `epoch` expected a number in a compiled or captured step (its "
             "schedule is per epoch, and the manager's latest epoch is host state); pass "
             "epoch=... to each call."
+        )
+    if type(epoch).__module__ == "numpy":  # Dynamo traces it as an array (device data)
+        raise TypeError(
+            f"{owner}: `epoch` expected an int or a float in a compiled or captured step, "
+            "got a NumPy number; pass int(epoch) or float(epoch)."
         )
     if isinstance(epoch, (bool, Tensor)) or not isinstance(epoch, (int, float, torch.SymInt)):
         raise TypeError(f"{owner}: `epoch` expected an int or a float, got {type(epoch).__name__}.")
@@ -261,6 +266,12 @@ class LMLoss:
 
         Afterwards ``num_steps``, ``last_value`` and ``last_weight`` are up to date.
         """
+        if torch.compiler.is_compiling():
+            raise RuntimeError(
+                f"{self.name}: queries, flushes and state_dict read values back to the host, "
+                "so they cannot run inside a compiled step; call them outside the compiled "
+                "region."
+            )
         history = self.history
         segment = history.segment
         if segment is None:
@@ -432,7 +443,7 @@ class LMLoss:
         elif schedule is None:
             applied = aux = self.loss_weight
         elif schedule.unit == "epoch":
-            t = torch.zeros((), dtype=torch.float64, device=segment.device) + _traced_epoch(
+            t = torch.zeros((), dtype=torch.float64, device=segment.device) + traced_epoch(
                 self.name, epoch
             )
             applied = schedule.value_tensor(t)

@@ -166,12 +166,17 @@ def _check_sangoi_options(
 ) -> tuple[float, tuple[float, float]]:
     eps_value = check_positive(owner, "eps", eps)
     low_high = _check_snr_range(owner, snr_range)
+    _check_reference_mask(owner, reference_exact, mask)
+    return eps_value, low_high
+
+
+def _check_reference_mask(owner: str, reference_exact: object, mask: object) -> None:
+    """Raise unless ``mask`` is None with ``reference_exact`` (the reference has none)."""
     if reference_exact and mask is not None:
         raise ValueError(
             f"{owner}: `mask` expected None with reference_exact=True (the reference has no "
             f"mask), got a {type(mask).__name__}."
         )
-    return eps_value, low_high
 
 
 def mape(

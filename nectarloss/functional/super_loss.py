@@ -25,6 +25,8 @@ from nectarloss.validation import check_float
 __all__ = ["rank_by_confidence", "super_loss", "super_loss_confidence"]
 
 _FLOAT_TYPES = (torch.float32, torch.float64)
+#: Veltkamp's splitter for float32's 24-bit significand within float64's 53 bits.
+_VELTKAMP = 2.0**29 + 1.0
 
 
 def _check_regularization(owner: str, regularization: object) -> float:
@@ -81,12 +83,18 @@ def _confidence(
 def _split(value: float, dtype: torch.dtype) -> tuple[float, float]:
     """``value = hi + lo`` with ``hi`` representable in ``dtype`` (``lo = 0`` in float64).
 
-    Pure Python (``struct`` rounds to float32), so nothing is read back from a tensor.
+    Pure Python (``struct`` rounds to float32), so nothing is read back from a tensor;
+    while compiling, Veltkamp's split (the same ``hi`` for float32's normal range), which
+    also traces when ``torch.compile(dynamic=True)`` makes ``value`` a SymFloat.
     """
     if dtype == torch.float64:
         return value, 0.0
-    hi: float = struct.unpack("f", struct.pack("f", value))[0]
-    return hi, value - hi
+    if torch.compiler.is_compiling():
+        scaled = value * _VELTKAMP
+        hi = scaled - (scaled - value)
+        return hi, value - hi
+    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    return rounded, value - rounded
 
 
 def _super_loss_parts(

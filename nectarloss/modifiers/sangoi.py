@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from nectarloss.functional.sangoi import (
@@ -12,6 +13,7 @@ from nectarloss.functional.sangoi import (
     _check_batch,
     _check_inputs,
     _check_mask,
+    _check_reference_mask,
     _check_sangoi_options,
     _sangoi_weight_compute,
 )
@@ -130,7 +132,10 @@ class Sangoi(Modifier):
         _check_batch(owner, loss, prediction)
         _check_per_sample(owner, loss, "timesteps", timesteps)
         mask = context.extra.get(self.mask_key) if self.mask_key is not None else None
-        _check_sangoi_options(owner, self.eps, self.snr_range, self.reference_exact, mask)
+        if torch.compiler.is_compiling():  # eps and snr_range may be SymFloats (dynamic=True)
+            _check_reference_mask(owner, self.reference_exact, mask)
+        else:
+            _check_sangoi_options(owner, self.eps, self.snr_range, self.reference_exact, mask)
         checked_mask = _check_mask(owner, mask, prediction.shape)
         compute = maybe_compiled(_sangoi_weight_compute, self.use_compile)
         weight: Tensor = compute(

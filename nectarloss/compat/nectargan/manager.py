@@ -293,6 +293,12 @@ class LossManager:
         if native is None:  # written into `loss_fns` directly: register it now
             entry = self._adopted(loss_name, entry)
             native = self._register(loss_name, entry)
+        if torch.compiler.is_compiling() and is_scheduled(entry.schedule):
+            raise RuntimeError(
+                f"{loss_name}: NectarGAN's schedules compute the weight on the host, so a "
+                "scheduled loss cannot run in a compiled step; compute it outside the "
+                "compiled region, or use nectarloss.LossManager, whose schedules compile."
+            )
         weight_kwargs = loss_kwargs.get("weight_kwargs", {}) if loss_kwargs else {}
         weight = entry.weight_at(epoch, **weight_kwargs)
         note_logged_weight(entry._logged, native.num_steps, entry.loss_weight)
