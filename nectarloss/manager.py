@@ -38,7 +38,7 @@ from nectarloss.log import (
 )
 from nectarloss.modifiers.base import Modifier
 from nectarloss.queries import LossQueries
-from nectarloss.records import LMHistory, LMLoss, traced_epoch
+from nectarloss.records import LMHistory, LMLoss, refuse_when_compiling, traced_epoch
 from nectarloss.run_log import NonFinitePolicy, RunLog
 from nectarloss.schedules import Schedule
 from nectarloss.segment import concrete_device
@@ -56,15 +56,6 @@ from nectarloss.validation import (
 __all__ = ["LossManager"]
 
 SpecFn = Callable[..., Mapping[str, LMLoss]]
-
-
-def _outside_compiled(method: str) -> None:
-    """Raise a clear error if ``method`` (it reads values back or writes) is being compiled."""
-    if torch.compiler.is_compiling():
-        raise RuntimeError(
-            f"LossManager: {method} reads values back to the host, so it cannot run inside "
-            "a compiled step; call it outside the compiled region."
-        )
 
 
 class LossManager(LossQueries):
@@ -607,7 +598,7 @@ class LossManager(LossQueries):
         Raises:
             LogWriteError: The write failed; nothing buffered is lost.
         """
-        _outside_compiled("update_loss_log")
+        refuse_when_compiling("LossManager", "update_loss_log")
         start = time.perf_counter()
         count = self._flush(list(self._losses.values())) if self.enable_logging else 0
         if silent:
@@ -660,7 +651,7 @@ class LossManager(LossQueries):
         load it with ``torch.load(..., weights_only=True)``.
         Taking it copies each unflushed buffer to the host once.
         """
-        _outside_compiled("state_dict")
+        refuse_when_compiling("LossManager", "state_dict")
         with self._lock:  # no call or flush changes the buffers while they are copied
             for entry in self._losses.values():
                 entry.settle()
@@ -709,7 +700,7 @@ class LossManager(LossQueries):
         with the unwritten values. Sinks are closed after the flush (they reopen at the
         next one).
         """
-        _outside_compiled("close")
+        refuse_when_compiling("LossManager", "close")
         self._flush(list(self._losses.values()))
         if self._log is not None:
             self._log.close_sinks()

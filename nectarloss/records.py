@@ -32,7 +32,7 @@ from nectarloss.validation import (
     weight_and_schedule_problem,
 )
 
-__all__ = ["LMHistory", "LMLoss", "check_weight", "traced_epoch"]
+__all__ = ["LMHistory", "LMLoss", "check_weight", "refuse_when_compiling", "traced_epoch"]
 
 
 def _on_device(history: LMHistory) -> bool:
@@ -45,6 +45,15 @@ def _on_device(history: LMHistory) -> bool:
         return True
     segment = history.segment
     return segment is not None and segment.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def refuse_when_compiling(owner: str, what: str) -> None:
+    """Raise a clear error if ``what`` (it reads values back to the host) is being compiled."""
+    if torch.compiler.is_compiling():
+        raise RuntimeError(
+            f"{owner}: {what} reads values back to the host, so it cannot run inside a "
+            "compiled step; call it outside the compiled region."
+        )
 
 
 def traced_epoch(owner: str, epoch: object) -> float:
@@ -266,12 +275,7 @@ class LMLoss:
 
         Afterwards ``num_steps``, ``last_value`` and ``last_weight`` are up to date.
         """
-        if torch.compiler.is_compiling():
-            raise RuntimeError(
-                f"{self.name}: queries, flushes and state_dict read values back to the host, "
-                "so they cannot run inside a compiled step; call them outside the compiled "
-                "region."
-            )
+        refuse_when_compiling(self.name, "a query, flush or state_dict")
         history = self.history
         segment = history.segment
         if segment is None:
