@@ -723,16 +723,7 @@ class LossManager(LossQueries):
         with self._lock:
             self.device = concrete_device(device)
             for e in self._losses.values():
-                e.settle()
-                if isinstance(e.function, nn.Module):
-                    e.function.to(self.device)
-                for m in e.modifiers:
-                    m.to(self.device)
-                if e.balancer is not None:
-                    e.balancer.to(self.device)
-                e.history.to(self.device)
-                if e.last_applied is not None:
-                    e.last_applied = e.last_applied.to(self.device)
+                e.to(self.device)
         return self
 
     def __repr__(self) -> str:

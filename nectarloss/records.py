@@ -240,12 +240,7 @@ class LMLoss:
             keep_latest: Keep only the latest value (a manager without a log).
         """
         if device is not None:
-            if isinstance(self.function, torch.nn.Module):
-                self.function.to(device)
-            for m in self.modifiers:
-                m.to(device)
-            if self.balancer is not None:
-                self.balancer.to(device)
+            self._move_modules(device)
         schedule = self.schedule
         # A built-in step curve's weights are recomputed when read (nothing stored per
         # step); a custom callable may hold state of its own, so its weights are stored;
@@ -266,6 +261,24 @@ class LMLoss:
         self.history.ensure_segment(
             device if device is not None else torch.device("cpu"), keep_latest=keep_latest
         )
+
+    def _move_modules(self, device: torch.device) -> None:
+        """Move the loss module, the modifiers and the balancer to ``device``."""
+        if isinstance(self.function, torch.nn.Module):
+            self.function.to(device)
+        for m in self.modifiers:
+            m.to(device)
+        if self.balancer is not None:
+            self.balancer.to(device)
+
+    def to(self, device: torch.device) -> LMLoss:
+        """Move the modules and the buffers (with unflushed values) to ``device``."""
+        self.settle()
+        self._move_modules(device)
+        self.history.to(device)
+        if self.last_applied is not None:
+            self.last_applied = self.last_applied.to(device)
+        return self
 
     def _weight_at_epoch(self, epoch: float) -> float:
         return self.weight_at(epoch, 0)
