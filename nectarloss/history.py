@@ -354,11 +354,6 @@ class LMHistory:
         self.settle()
         return self._values.tensor(self.count)
 
-    @property
-    def has_device_weights(self) -> bool:
-        """Whether the weights are device values (a balanced loss's)."""
-        return self._device_weights is not None
-
     def weights_tensor(self) -> Tensor | None:
         """The buffered device weights as a 1-D view (``None`` for host weights)."""
         weights = self._device_weights
